@@ -1,0 +1,51 @@
+"""The engine's status snapshot and its turn-taking modes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+TurnMode = Literal["push-to-talk", "local-vad", "server-vad", "semantic-vad"]
+"""Who decides when the user's turn ends: a key, local webrtcvad, or the server."""
+
+TURN_MODES: tuple[TurnMode, ...] = get_args(TurnMode)
+"""Every turn mode, in the order :meth:`Engine.cycle_turn_mode` walks them."""
+
+ConnectionState = Literal["connecting", "connected", "reconnecting", "closed", "failed"]
+MicState = Literal["off", "muted", "live", "sending", "unavailable"]
+VadState = Literal["speech", "silence"]
+ResponseState = Literal["idle", "generating", "playing", "cancelled"]
+
+
+def next_turn_mode(mode: TurnMode) -> TurnMode:
+    """The mode after ``mode`` in :data:`TURN_MODES`, wrapping around."""
+    return TURN_MODES[(TURN_MODES.index(mode) + 1) % len(TURN_MODES)]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    """An immutable snapshot of everything a status bar shows.
+
+    The engine replaces it (``dataclasses.replace``) and publishes each new one as
+    :class:`~voicecli.engine.notifications.StatusChanged`.
+    """
+
+    connection: ConnectionState = "connecting"
+    endpoint: str = ""
+    turn_mode: TurnMode = "local-vad"
+    mic: MicState = "off"
+    mic_level: float = 0.0
+    """Recent microphone level, 0..1 (dBFS mapped linearly from -60..0)."""
+    vad: VadState = "silence"
+    response: ResponseState = "idle"
+    last_latency_ms: float | None = None
+    """End of the user's speech to the first assistant sample at the speaker."""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    """Estimate from :data:`voicecli.engine.cost.PRICES_PER_MILLION`."""
+    expires_at: float | None = None
+    overflows: int = 0
+    """Input device overflows reported by the audio source."""
+    dropped_audio_ms: float = 0.0
+    """Mic audio dropped because the socket stalled longer than ``max_backlog_s``."""
