@@ -141,3 +141,13 @@ def test_clear_discards_open_turn() -> None:
     assert tc.clear() == [Clear()]
     assert not tc.in_turn
     assert tc.block(BLOCK) == []
+
+
+def test_max_turns_keeps_barge_in_but_opens_no_more_turns() -> None:
+    tc = TurnController("local-vad", max_turns=1)
+    tc.speech_start(bytes(300 * 48))
+    assert tc.speech_end() == [Commit()]
+    assert tc.speech_start(bytes(300 * 48)) == [BargeIn()]
+    assert not tc.in_turn
+    assert tc.block(BLOCK) == []
+    assert tc.speech_end() == []

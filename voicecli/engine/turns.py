@@ -68,8 +68,13 @@ class TurnController:
         *,
         min_turn_ms: float = 100.0,
         echo_mode: EchoMode = "guard",
+        max_turns: int | None = None,
     ) -> None:
         self._mode: TurnMode = mode
+        self.max_turns = max_turns
+        """Commit at most this many turns (``voicecli ask --mic``: one); later speech
+        still interrupts the assistant but opens no turn."""
+        self.turns_committed = 0
         self.min_turn_ms = min_turn_ms
         self.echo_mode: EchoMode = echo_mode
         self.muted = False
@@ -126,6 +131,8 @@ class TurnController:
             return []
         if self._gated(echo_ok):
             return []  # the assistant's own voice, heard through the speakers
+        if self._exhausted:
+            return [BargeIn()]
         self.in_turn = True
         actions: list[Action] = [BargeIn()]
         if preroll:
@@ -149,7 +156,8 @@ class TurnController:
                 return self._close_turn(commit=True)
             if self.muted:
                 return []
-            self.in_turn = True
+            if not self._exhausted:
+                self.in_turn = True
             return [BargeIn()]
         return self.commit()
 
@@ -176,6 +184,10 @@ class TurnController:
 
     # -- internals ------------------------------------------------------------------
 
+    @property
+    def _exhausted(self) -> bool:
+        return self.max_turns is not None and self.turns_committed >= self.max_turns
+
     def _gated(self, echo_ok: bool) -> bool:
         if not self.playing or self.echo_mode == "off":
             return False
@@ -190,6 +202,7 @@ class TurnController:
         enough = self.buffered_ms >= self.min_turn_ms
         self.buffered_ms = 0.0
         if commit and enough:
+            self.turns_committed += 1
             # In server modes the server answers by itself only after its own VAD commit;
             # a manual commit needs an explicit response.create.
             return [Commit(respond=True)]
