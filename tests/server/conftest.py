@@ -115,7 +115,7 @@ async def manual(client: Client) -> Client:
 def tone(seconds: float, hz: float = 440.0, amplitude: float = 0.3, seed: int = 0) -> np.ndarray:
     """A tone with a little noise, so two tones never match by accident."""
     t = np.arange(int(seconds * RATE)) / RATE
-    noise = np.random.default_rng(seed).normal(0, 0.01, len(t))
+    noise = np.random.default_rng(seed).normal(0, 0.03 * amplitude, len(t))
     x = np.sin(2 * math.pi * hz * t) * amplitude + noise
     return np.asarray(np.round(x * 32767), dtype=np.int16)
 

@@ -113,6 +113,7 @@ class RealtimeSession:
         self._send_lock = asyncio.Lock()
         self._stalled_until = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._configure_vad()
 
     # --- sending ----------------------------------------------------------------------
 
@@ -333,8 +334,6 @@ class RealtimeSession:
         self._chunks.append(pcm)
         self._buffered += len(pcm)
         self._timeline += len(pcm)
-        if self._vad is None:
-            self._configure_vad()
         if self._vad is not None:
             for ev in self._vad.feed(pcm):
                 if isinstance(ev, SpeechStarted):

@@ -93,6 +93,7 @@ class RealtimeServer:
                 max_size=MAX_FRAME,
                 ping_interval=20,
                 ping_timeout=20,
+                close_timeout=2,
                 server_header="voicecli-local-realtime",
             )
         except OSError as exc:
