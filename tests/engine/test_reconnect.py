@@ -1,0 +1,191 @@
+"""Reconnect, replay and backpressure, driven by the local server's fault switches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from voicecli.audio.sinks import NullSink
+from voicecli.audio.sources import WavFileSource
+from voicecli.config import Config
+from voicecli.history import SessionLog
+
+from tests.engine.conftest import FAST, Recorder, history_records, started, stop
+from voicecli.engine import ConnectionChanged, Engine, Notice, TurnLogged
+from voicecli.engine.engine import Backoff
+from voicecli.protocol.notifications import ResponseDone
+from voicecli.server import Faults, RealtimeServer
+
+ConfigFor = Callable[..., Config]
+
+
+def creates(session_received: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e["item"] for e in session_received if e.get("type") == "conversation.item.create"]
+
+
+async def chat(engine: Engine, recorder: Recorder, text: str, n: int) -> None:
+    engine.send_text(text)
+    await recorder.wait_for(
+        lambda x: isinstance(x, ResponseDone) and x.status == "completed", count=n, timeout=10
+    )
+
+
+async def test_drop_mid_response_reconnects_replays_and_answers_again(
+    config_for: ConfigFor, recorder: Recorder
+) -> None:
+    async with RealtimeServer(pace=0) as server:
+        config = config_for(server)
+        history = SessionLog.create(config.data_dir, kind="test")
+        engine = Engine(config, sink=NullSink(), history=history, backoff=FAST)
+        engine.subscribe(recorder)
+        task = await started(engine)
+        await chat(engine, recorder, "first question", 1)
+        server.faults.drop_after_audio_deltas = 2
+        engine.send_text("second question")
+        await recorder.wait_for(
+            lambda n: isinstance(n, ConnectionChanged) and n.state == "reconnecting"
+        )
+        server.faults.drop_after_audio_deltas = None
+        await recorder.wait_for(
+            lambda x: isinstance(x, ResponseDone) and x.status == "completed", count=2, timeout=10
+        )
+        await recorder.wait_for(
+            lambda n: isinstance(n, TurnLogged) and n.role == "assistant", count=2
+        )
+        await stop(engine, task)
+        history.close()
+        assert len(server.sessions) == 2
+        replayed = creates(server.sessions[1].received)
+        # everything finished before the drop, with the same ids; the cut-off reply is not
+        first_items = [i for i in engine.conversation.items][:3]
+        assert [r["id"] for r in replayed] == [i.id for i in first_items]
+        assert [r["role"] for r in replayed] == ["user", "assistant", "user"]
+        assert replayed[0]["content"][0]["text"] == "first question"
+        assert replayed[2]["content"][0]["text"] == "second question"
+        assert "response.create" in [e["type"] for e in server.sessions[1].received]
+        texts = [(i.role, i.text) for i in engine.conversation.items]
+        assert texts[0] == ("user", "first question")
+        assert texts[2] == ("user", "second question")
+        assert texts[-1][0] == "assistant" and "second question" in texts[-1][1]
+        logged = history_records(Path(config.data_dir))
+        assistant = [r for r in logged if r["role"] == "assistant"]
+        assert len(assistant) == 2 and all(r["status"] == "completed" for r in assistant)
+
+
+async def test_drop_mid_append_resends_the_turn_audio(
+    config_for: ConfigFor, recorder: Recorder, speech_wav: Path
+) -> None:
+    async with RealtimeServer(pace=0, faults=Faults(drop_on_append=20)) as server:
+        config = config_for(server, turn_mode="push-to-talk")
+        engine = Engine(
+            config, source=WavFileSource(speech_wav, realtime=False), sink=NullSink(), backoff=FAST
+        )
+        engine.subscribe(recorder)
+        engine.push_to_talk()
+        task = await started(engine)
+        server.faults.drop_on_append = 20
+        await recorder.wait_for(lambda x: isinstance(x, ResponseDone), timeout=10)
+        await stop(engine, task)
+        assert len(server.sessions) == 2
+        from voicecli.audio.wav import read_wav_24k_mono
+
+        source_ms = len(read_wav_24k_mono(speech_wav)) / 24
+        reply = engine.conversation.items[-1]
+        assert reply.role == "assistant"
+        # the second session got the whole turn: the echo is as long as the file
+        second = server.sessions[1]
+        appended = sum(
+            len(e["audio"]) * 3 // 4
+            for e in second.received
+            if e["type"] == "input_audio_buffer.append"
+        )
+        assert abs(appended / 48 - source_ms) < 40
+
+
+async def test_session_expiry_reconnects_with_session_and_history(
+    config_for: ConfigFor, recorder: Recorder
+) -> None:
+    async with RealtimeServer(pace=0) as server:
+        engine = Engine(config_for(server), sink=NullSink(), backoff=FAST)
+        engine.subscribe(recorder)
+        task = await started(engine)
+        await chat(engine, recorder, "remember the number 42", 1)
+        server.faults.expire_after_s = 0.0
+        await recorder.wait_for(
+            lambda n: isinstance(n, ConnectionChanged) and n.state == "reconnecting"
+        )
+        server.faults.expire_after_s = None
+        await recorder.wait_for(
+            lambda n: isinstance(n, ConnectionChanged) and n.state == "connected", count=2
+        )
+        await chat(engine, recorder, "what number?", 2)
+        await stop(engine, task)
+        second = server.sessions[-1].received
+        assert second[0]["type"] == "session.update"
+        assert [i["role"] for i in creates(second)[:2]] == ["user", "assistant"]
+        assert creates(second)[0]["content"][0]["text"] == "remember the number 42"
+
+
+async def test_refused_three_times_then_connects(config_for: ConfigFor, recorder: Recorder) -> None:
+    async with RealtimeServer(pace=0, faults=Faults(refuse_connections=3)) as server:
+        engine = Engine(config_for(server), sink=NullSink(), backoff=FAST)
+        engine.subscribe(recorder)
+        task = await started(engine)
+        await chat(engine, recorder, "hello", 1)
+        await stop(engine, task)
+        assert server.refused == 3
+        states = [n.state for n in recorder.of(ConnectionChanged)]
+        assert states.count("reconnecting") >= 3
+        assert states[-1] == "closed"
+
+
+async def test_fatal_auth_error_is_not_retried(config_for: ConfigFor, recorder: Recorder) -> None:
+    async with RealtimeServer(api_key="sk-right") as server:
+        engine = Engine(config_for(server), sink=NullSink(), api_key="sk-wrong", backoff=FAST)
+        engine.subscribe(recorder)
+        await asyncio.wait_for(engine.run(), 5)
+        assert len(server.sessions) == 0  # refused at the session start, never retried
+        errors = [n for n in recorder.of(Notice) if n.level == "error"]
+        assert len(errors) == 1
+        assert "sk-wrong" not in errors[0].text
+        assert engine.status.connection == "failed"
+
+
+async def test_close_cancels_backoff_wait(config_for: ConfigFor, recorder: Recorder) -> None:
+    async with RealtimeServer(pace=0, faults=Faults(refuse_connections=100)) as server:
+        engine = Engine(config_for(server), sink=NullSink(), backoff=Backoff(initial=30, cap=30))
+        engine.subscribe(recorder)
+        task = asyncio.create_task(engine.run())
+        await recorder.wait_for(
+            lambda n: isinstance(n, ConnectionChanged) and n.state == "reconnecting"
+        )
+        await asyncio.wait_for(engine.close(), 1)
+        await asyncio.wait_for(task, 1)
+        assert engine.status.connection == "closed"
+
+
+@pytest.mark.slow
+async def test_stall_drops_oldest_audio_beyond_backlog(
+    config_for: ConfigFor, recorder: Recorder, speech_wav: Path, tmp_path: Path
+) -> None:
+    from voicecli.audio.wav import write_wav
+
+    from tests.engine.conftest import utterance
+
+    long_wav = tmp_path / "long.wav"
+    write_wav(long_wav, utterance(speech_s=4.0, lead_s=0.2, tail_s=0.2))
+    async with RealtimeServer(pace=0) as server:
+        config = config_for(server, turn_mode="server-vad", audio={"max_backlog_s": 0.5})
+        engine = Engine(
+            config, source=WavFileSource(long_wav, realtime=True), sink=NullSink(), backoff=FAST
+        )
+        engine.subscribe(recorder)
+        task = await started(engine)
+        server.faults.stall_s = 3.0
+        engine.send_text("stall now")
+        await recorder.wait_for(lambda n: isinstance(n, Notice) and "stalled" in n.text, 8)
+        await stop(engine, task)
+        assert engine.status.dropped_audio_ms > 0
