@@ -290,3 +290,24 @@ async def test_no_key_configured_accepts_anyone() -> None:
         websockets.connect(srv.url + "?model=gpt-realtime") as ws,
     ):
         assert json.loads(await ws.recv())["type"] == "session.created"
+
+
+async def test_a_server_bug_becomes_a_server_error(
+    manual: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from voicecli.server import RealtimeSession
+
+    async def broken(self: RealtimeSession, event: dict[str, Any]) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(RealtimeSession, "on_input_audio_buffer_clear", broken)
+    await manual.send({"type": "input_audio_buffer.clear", "event_id": "evt_bug"})
+    error = await manual.error()
+    assert (error["type"], error["code"], error["event_id"]) == (
+        "server_error",
+        "server_error",
+        "evt_bug",
+    )
+    assert "boom" in caplog.text
+    await manual.send(_update(instructions="still here"))
+    assert (await manual.until("session.updated"))[-1]["session"]["instructions"] == "still here"

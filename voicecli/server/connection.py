@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -47,6 +48,8 @@ from voicecli.server.vad import SEMANTIC_SILENCE_MS, EnergyVad, SpeechStarted
 
 if TYPE_CHECKING:
     from voicecli.server.server import RealtimeServer
+
+log = logging.getLogger(__name__)
 
 #: Audio deltas carry about this much audio each, as the live service sends.
 CHUNK_MS = 100
@@ -248,6 +251,19 @@ class RealtimeSession:
             await self._dispatch(event)
         except ProtocolError as err:
             await self.send_error(err, event_id)
+        except (ConnectionClosed, _Dropped):
+            raise
+        except Exception:
+            # A bug here must not take the session down: report it as the service would.
+            log.exception("local server failed on a %r event", event.get("type"))
+            await self.send_error(
+                ProtocolError(
+                    "server_error",
+                    "The server had an error while processing your request.",
+                    error_type="server_error",
+                ),
+                event_id,
+            )
 
     async def _dispatch(self, event: dict[str, Any]) -> None:
         type_ = event.get("type")
@@ -605,6 +621,8 @@ class RealtimeSession:
             await Reply(self, resp).run()
         except (ConnectionClosed, _Dropped):
             pass
+        except Exception:
+            log.exception("local server failed while generating %s", resp.id)
         finally:
             self._responses.pop(resp.id, None)
             self._idle_from_ms = self.now_ms
