@@ -72,9 +72,9 @@ async def test_server_vad_without_auto_response(client: Client) -> None:
 
 
 async def test_speech_interrupts_a_running_response(server: RealtimeServer, client: Client) -> None:
+    server.pace = 2.0  # the 3.6 s reply takes 1.8 s to send
     await append(client, np.concatenate([tone(3.0), silence(0.6)]), block_s=0.02)
     await client.until("response.output_audio.delta")
-    server.pace = 2.0  # the rest of the reply now takes over a second
     await append(client, tone(0.3, hz=330), block_s=0.02)
     events = await client.until("response.done")
     assert "input_audio_buffer.speech_started" in types(events)
