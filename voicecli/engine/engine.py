@@ -231,8 +231,8 @@ class Engine:
         self._connected = asyncio.Event()
         self._closing = asyncio.Event()
         self._rotate_now = asyncio.Event()
+        self._rotate_timer: asyncio.TimerHandle | None = None
         self._fatal = False
-        self._replay_pending = False
         self._resume_response = False
 
     # -- public surface --------------------------------------------------------------
@@ -267,6 +267,8 @@ class Engine:
                 await mic_task
             if self._drain_task is not None:
                 self._drain_task.cancel()
+            if self._rotate_timer is not None:
+                self._rotate_timer.cancel()
             if not self._fatal:
                 self._set_connection("closed", "")
 
@@ -306,14 +308,12 @@ class Engine:
     def set_turn_mode(self, mode: TurnMode) -> None:
         if mode == self._tc.mode:
             return
-        was_client = self._tc.client_decides
         self._do(self._tc.set_mode(mode))
-        if was_client or not self._tc.client_decides or mode != self._status.turn_mode:
-            self._send(
-                self._ev.session_update(
-                    {"audio": {"input": {"turn_detection": turn_detection_for(mode, self.config)}}}
-                )
+        self._send(
+            self._ev.session_update(
+                {"audio": {"input": {"turn_detection": turn_detection_for(mode, self.config)}}}
             )
+        )
         self._set_status(turn_mode=mode)
         self._refresh_mic()
 
@@ -397,6 +397,7 @@ class Engine:
                 return
             attempt = 1 if reason != "rotate" else 0
             if reason != "rotate":
+                self._forget_cut_response()
                 self._publish(Notice("warning", f"connection lost ({reason}); reconnecting"))
 
     async def _serve(self, conn: Connection, *, replay: bool) -> str | None:
@@ -431,6 +432,40 @@ class Engine:
                     return str(exc) or type(exc).__name__
         return "closed by server"
 
+    def _forget_cut_response(self) -> None:
+        """The connection died mid-response: that response will never finish. Fold a
+        local deletion of its items and its end into the conversation (so the UI drops
+        the half answer and nothing waits for it), and ask again after the replay."""
+        active = self.conversation.active_response_id
+        if active is None:
+            return
+        self._resume_response = True
+        self._silenced.add(active)
+        if self._sink.is_playing:
+            self._sink.flush(fade=True)
+        self._parts.clear()
+        for item in list(self.conversation.items):
+            if item.response_id == active:
+                for note in self.conversation.apply(
+                    {"type": "conversation.item.deleted", "item_id": item.id}
+                ):
+                    self._publish(note)
+        # quietly: subscribers never saw this response finish, and must not now
+        self.conversation.apply(
+            {
+                "type": "response.done",
+                "response": {
+                    "id": active,
+                    "object": "realtime.response",
+                    "status": "cancelled",
+                    "status_details": {"type": "cancelled", "reason": "client_cancelled"},
+                    "output": [],
+                    "usage": None,
+                },
+            }
+        )
+        self._cancel_sent.discard(active)
+
     def _prepare_session(self, *, replay: bool) -> None:
         """Put the session.update (and, after a reconnect, the replay) at the head of
         the outbox, before anything queued while disconnected."""
@@ -464,10 +499,7 @@ class Engine:
         """The finished conversation as conversation.item.create events, item ids kept
         so the new session's items line up with the ones the UI already shows."""
         events: list[dict[str, Any]] = []
-        active = self.conversation.active_response_id
         for item in self.conversation.items:
-            if active is not None and item.response_id == active:
-                continue  # cut off mid-response: asked for again after the replay
             event = self._replay_event(item)
             if event is not None:
                 events.append(event)
@@ -627,6 +659,7 @@ class Engine:
             self._on_server_error(note, announce)
         elif isinstance(note, SessionChanged):
             self._set_status(expires_at=self.conversation.expires_at)
+            self._schedule_rotation()
         self._publish(note)
         for extra in announce:
             self._publish(extra)
@@ -824,6 +857,18 @@ class Engine:
         self._flush_settled_logs()
 
     # -- rotation --------------------------------------------------------------------
+
+    def _schedule_rotation(self) -> None:
+        """Check for a rotation when the margin before expiry begins (an idle session
+        has no response ending to trigger the check)."""
+        expires = self.conversation.expires_at
+        if self._rotate_timer is not None:
+            self._rotate_timer.cancel()
+            self._rotate_timer = None
+        if expires is None:
+            return
+        delay = max(0.0, expires - self._rotate_margin_s - time.time())
+        self._rotate_timer = asyncio.get_running_loop().call_later(delay, self._maybe_rotate)
 
     def _maybe_rotate(self) -> None:
         """Reconnect proactively before the session expires, at a quiet moment."""
