@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -57,6 +58,7 @@ from voicecli.protocol.notifications import (
     AudioDone,
     InputCleared,
     InputCommitted,
+    ItemAdded,
     ItemTruncated,
     Notification,
     ResponseDone,
@@ -72,6 +74,15 @@ from voicecli.protocol.notifications import (
 log = logging.getLogger(__name__)
 
 BYTES_PER_MS = 48
+_CONFIRMED_LATER = frozenset(
+    {
+        "input_audio_buffer.commit",
+        "input_audio_buffer.clear",
+        "response.create",
+        "conversation.item.create",
+    }
+)
+"""Client events kept until the server's answer shows they arrived."""
 LEVEL_INTERVAL_S = 0.05
 """Mic-level-only status updates are coalesced to at most 20 per second."""
 TURN_AUDIO_KEEP_MS = 60_000
@@ -154,8 +165,12 @@ class Engine:
     """Drives one voice conversation; see the module docstring.
 
     ``source`` None means text only (no mic); ``sink`` None plays nowhere (a
-    :class:`NullSink`). ``history`` None keeps no session log. Call the action methods
-    on the loop thread; they never block.
+    :class:`NullSink`). ``history`` None keeps no session log. ``live``: the source
+    runs on its own clock (a microphone), so when the socket stalls the oldest audio
+    beyond ``max_backlog_s`` is dropped; a file source (``live=False``) just waits.
+    ``max_turns`` limits the committed user turns (``voicecli ask``: one).
+    ``backoff`` governs reconnects (``max_attempts=0``: fail on the first error).
+    Call the action methods on the loop thread; they never block.
     """
 
     def __init__(
@@ -170,6 +185,7 @@ class Engine:
         end_turn_at_eof: bool = True,
         max_turns: int | None = None,
         rotate_margin_s: float = 120.0,
+        live: bool | None = None,
         connection_factory: Callable[[], Connection] | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -213,8 +229,11 @@ class Engine:
         self._outbox: deque[dict[str, Any]] = deque()
         self._outbox_audio_ms = 0.0
         self._outbox_ready = asyncio.Event()
-        self._sent_turn_audio: deque[bytes] = deque()
-        self._sent_turn_audio_ms = 0.0
+        self._outbox_drained = asyncio.Event()
+        self._live = live if live is not None else bool(getattr(source, "realtime", True))
+        # sent, but not yet confirmed by the server: re-sent after a reconnect
+        self._unacked: deque[dict[str, Any]] = deque()
+        self._unacked_audio_ms = 0.0
 
         self._session_overrides: dict[str, Any] = {}
         self._parts: dict[tuple[str, int], _Part] = {}
@@ -328,7 +347,10 @@ class Engine:
         if not text:
             return
         self._barge_in(server_cancels=False)
-        self._send(self._ev.user_text(text))
+        event = self._ev.user_text(text)
+        # our own id: the server's item.added for it confirms that it arrived
+        event["item"]["id"] = f"item_{secrets.token_hex(8)}"
+        self._send(event)
         if respond:
             self._mark_speech_end()
             self._send(self._ev.response_create())
@@ -472,13 +494,15 @@ class Engine:
         head: list[dict[str, Any]] = [self._ev.session_update(self._session_payload())]
         if replay:
             head.extend(self._replay_events())
-            # the old server's input buffer is gone: re-send what this turn had sent
-            head.extend(self._ev.append(pcm) for pcm in self._sent_turn_audio)
-            if self._resume_response:
+            # the old server's input buffer is gone, and what was sent after its last
+            # confirmation may never have arrived: send it again
+            head.extend(self._unacked)
+            creates = any(e.get("type") == "response.create" for e in self._unacked)
+            if self._resume_response and not creates:
                 head.append(self._ev.response_create())
-                self._resume_response = False
-        self._sent_turn_audio.clear()
-        self._sent_turn_audio_ms = 0.0
+        self._resume_response = False
+        self._unacked.clear()
+        self._unacked_audio_ms = 0.0
         self._parts.clear()
         for event in reversed(head):
             self._outbox.appendleft(event)
@@ -544,7 +568,7 @@ class Engine:
 
     def _enforce_backlog(self) -> None:
         """Drop the oldest queued mic audio beyond ``max_backlog_s`` (socket stalled)."""
-        if self._outbox_audio_ms <= self._max_backlog_ms:
+        if self._outbox_audio_ms <= self._max_backlog_ms or not self._live:
             return
         dropped = 0.0
         kept: deque[dict[str, Any]] = deque()
@@ -586,20 +610,54 @@ class Engine:
         if kind == "input_audio_buffer.append":
             ms = self._event_audio_ms(event)
             self._outbox_audio_ms = max(0.0, self._outbox_audio_ms - ms)
-            self._remember_turn_audio(event)
-        elif kind in ("input_audio_buffer.commit", "input_audio_buffer.clear"):
-            self._sent_turn_audio.clear()
-            self._sent_turn_audio_ms = 0.0
+            if self._outbox_audio_ms <= self._max_backlog_ms / 2:
+                self._outbox_drained.set()
+            self._unacked.append(event)
+            self._unacked_audio_ms += ms
+            self._trim_unacked()
+        elif kind in _CONFIRMED_LATER:
+            self._unacked.append(event)
         self._publish(EventLogged("sent", sanitize(event, self._secrets)))
 
-    def _remember_turn_audio(self, event: Mapping[str, Any]) -> None:
-        import base64
+    def _trim_unacked(self) -> None:
+        """Keep at most TURN_AUDIO_KEEP_MS of unconfirmed audio (the oldest goes)."""
+        while self._unacked_audio_ms > TURN_AUDIO_KEEP_MS:
+            for event in self._unacked:
+                if event.get("type") == "input_audio_buffer.append":
+                    self._unacked.remove(event)
+                    self._unacked_audio_ms -= self._event_audio_ms(event)
+                    break
+            else:
+                self._unacked_audio_ms = 0.0
 
-        pcm = base64.b64decode(event.get("audio", ""))
-        self._sent_turn_audio.append(pcm)
-        self._sent_turn_audio_ms += len(pcm) / BYTES_PER_MS
-        while self._sent_turn_audio_ms > TURN_AUDIO_KEEP_MS and self._sent_turn_audio:
-            self._sent_turn_audio_ms -= len(self._sent_turn_audio.popleft()) / BYTES_PER_MS
+    def _confirm(self, kind: str, item_id: str | None = None) -> None:
+        """The server confirmed an event of ``kind``: forget it and, for a commit or a
+        clear, the audio before it (without one of ours, the server's VAD committed:
+        all the unconfirmed audio is in)."""
+        if kind in ("input_audio_buffer.commit", "input_audio_buffer.clear"):
+            mine = any(e.get("type") == kind for e in self._unacked)
+            kept: deque[dict[str, Any]] = deque()
+            done = False
+            for event in self._unacked:
+                etype = event.get("type")
+                if not done and (etype == "input_audio_buffer.append" or etype == kind):
+                    done = mine and etype == kind
+                    continue
+                kept.append(event)
+            self._unacked = kept
+            self._unacked_audio_ms = sum(
+                self._event_audio_ms(e)
+                for e in kept
+                if e.get("type") == "input_audio_buffer.append"
+            )
+            return
+        for event in self._unacked:
+            if event.get("type") != kind:
+                continue
+            if kind == "conversation.item.create" and event["item"].get("id") != item_id:
+                continue
+            self._unacked.remove(event)
+            return
 
     # -- receiving -------------------------------------------------------------------
 
@@ -629,6 +687,7 @@ class Engine:
             if part is not None:
                 part.done = True
         elif isinstance(note, ResponseStarted):
+            self._confirm("response.create")
             self._set_status(response="generating")
         elif isinstance(note, ResponseDone):
             self._on_response_done(note, announce)
@@ -641,11 +700,15 @@ class Engine:
             self._set_status(vad="silence")
             self._mark_speech_end()
         elif isinstance(note, InputCommitted):
+            self._confirm("input_audio_buffer.commit")
             self._tc.server_committed()
             if not self._transcription_enabled():
                 self._log_turn(note.item_id, announce)
         elif isinstance(note, InputCleared):
+            self._confirm("input_audio_buffer.clear")
             self._tc.server_cleared()
+        elif isinstance(note, ItemAdded):
+            self._confirm("conversation.item.create", note.item_id)
         elif isinstance(note, (TranscriptDone, TranscriptFailed)):
             item = self.conversation.item(note.item_id)
             if item is not None and item.role == "user":
@@ -707,6 +770,10 @@ class Engine:
         self._maybe_rotate()
 
     def _on_server_error(self, note: ServerError, announce: list[Notification]) -> None:
+        for event in self._unacked:  # rejected: it arrived, and must not be sent again
+            if event.get("event_id") == note.client_event_id:
+                self._unacked.remove(event)
+                break
         if note.client_event_id in self._pending_truncates:
             item_id = self._pending_truncates.pop(note.client_event_id)
             self._flush_deferred(item_id, announce)
@@ -898,6 +965,10 @@ class Engine:
                 self._set_status(mic="live")
                 self._refresh_mic()
                 async for block in source.blocks():
+                    if not self._live and self._outbox_audio_ms > self._max_backlog_ms:
+                        # a file can wait for the socket; a microphone cannot
+                        self._outbox_drained.clear()
+                        await self._outbox_drained.wait()
                     self._on_block(block)
                     overflows = int(getattr(source, "overflows", 0))
                     if overflows != self._status.overflows:
@@ -906,7 +977,7 @@ class Engine:
             self._set_status(mic="unavailable")
             self._publish(Notice("error", f"microphone unavailable: {exc}"))
             return
-        if self._end_turn_at_eof:
+        if self._end_turn_at_eof and self._tc.client_decides:
             self.commit()
         self._set_status(mic="off")
 
