@@ -45,7 +45,6 @@ from tests.engine.conftest import utterance
 from voicecli.engine import Engine, EventLogged
 from voicecli.engine.bargein import truncate_point
 from voicecli.protocol.notifications import Notification, ResponseDone
-from voicecli.server import RealtimeServer
 
 RATE = 24_000
 BLOCK = 480
@@ -143,6 +142,19 @@ async def wait_until(pred: Any, timeout: float = 5.0, step: float = 0.001) -> fl
     return time.perf_counter() - t0
 
 
+def heard_in_recording(recorded: np.ndarray, reply: np.ndarray) -> float:
+    """Milliseconds of ``reply`` that reached the speaker: align its start in the
+    recording by cross-correlation, then find where the recording falls silent."""
+    head = reply[:4800].astype(np.float64)
+    rec = recorded.astype(np.float64)
+    size = 1 << (len(rec) + len(head)).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(rec, size) * np.conj(np.fft.rfft(head, size)), size)
+    start = int(np.argmax(corr[: len(rec)]))
+    tail = np.abs(rec[start:]) > 200
+    loud = np.flatnonzero(tail)
+    return float(loud[-1] + 1) / 24 if len(loud) else 0.0
+
+
 async def bench_playback() -> None:
     from voicecli.audio.sinks import AudioSink
 
@@ -152,30 +164,41 @@ async def bench_playback() -> None:
         from voicecli.audio.sinks import DeviceSink
 
         sink = DeviceSink(None)
-        label = "DeviceSink via PulseAudio null sink"
+        label = "DeviceSink -> PulseAudio null sink, measured with parec"
     else:
         sink = NullSink(realtime=True)
-        label = "paced NullSink (no PulseAudio)"
-    reply = (utterance(3.0, 0.0, 0.0)).tobytes()
+        label = "paced NullSink (no PulseAudio: device numbers not measured)"
+    rng = np.random.default_rng(7)
     firsts, silences, errors = [], [], []
     await sink.start()
-    rec: subprocess.Popen[bytes] | None = None
-    Path(tempfile.mkdtemp()) / "speaker.raw"
+    raw = Path(tempfile.mkdtemp()) / "speaker.raw"
     try:
-        for run in range(5):
+        for run in range(6):
+            reply = (rng.standard_normal(3 * RATE) * 6000).clip(-32000, 32000).astype(np.int16)
             item = f"item_{run}"
-            t0 = time.perf_counter()
-            for i in range(0, len(reply), 4800):
-                sink.write(reply[i : i + 4800], item, 0)
-            firsts.append(
-                await wait_until(lambda item=item: sink.played_ms(item, 0) > 0) * 1000  # type: ignore[misc]
-            )
-            await asyncio.sleep(0.4 + 0.1 * run)
-            if pulse and rec is None:
-                pass
+            rec = None
+            if pulse:
+                rec = subprocess.Popen(
+                    [
+                        "parec",
+                        "-d",
+                        "speaker.monitor",
+                        "--raw",
+                        "--rate=24000",
+                        "--channels=1",
+                        "--format=s16le",
+                        "--latency-msec=10",
+                    ],
+                    stdout=raw.open("wb"),
+                )
+                await asyncio.sleep(0.3)
+            pcm = reply.tobytes()
+            for i in range(0, len(pcm), 4800):  # 50 ms deltas, faster than real time
+                sink.write(pcm[i : i + 4800], item, 0)
+            firsts.append(await wait_until(lambda item=item: sink.played_ms(item, 0) > 0) * 1000)
+            await asyncio.sleep(0.5 + 0.13 * run)
             onset = time.perf_counter()
-            before = sink.played_ms(item, 0)
-            cut = truncate_point(before, len(reply))
+            cut = truncate_point(sink.played_ms(item, 0), len(pcm))
             sink.flush(fade=True)
             last = [sink.played_ms(item, 0), time.perf_counter()]
 
@@ -187,17 +210,25 @@ async def bench_playback() -> None:
 
             await wait_until(stable)
             silences.append((last[1] - onset) * 1000)
-            errors.append(abs(sink.played_ms(item, 0) - cut))
             await sink.drained()
-            del t0
+            if rec is not None:
+                await asyncio.sleep(0.3)
+                rec.terminate()
+                rec.wait(5)
+                recorded = np.frombuffer(raw.read_bytes(), dtype="<i2")
+                errors.append(abs(heard_in_recording(recorded, reply) - cut))
+            else:
+                errors.append(abs(sink.played_ms(item, 0) - cut))
     finally:
-        await sink.close() if asyncio.iscoroutinefunction(sink.close) else sink.close()  # type: ignore[func-returns-value]
+        closing = sink.close()
+        if asyncio.iscoroutine(closing):
+            await closing
     print(f"playback [{label}]:")
     print(f"  first write -> first sample at the device: median {statistics.median(firsts):.1f} ms")
     print(f"  barge-in (flush) -> played time stops: median {statistics.median(silences):.1f} ms")
     print(
-        f"  |truncate audio_end_ms - played after the fade|: median "
-        f"{statistics.median(errors):.1f} ms, max {max(errors):.1f} ms"
+        f"  |truncate audio_end_ms - audio really played|: median "
+        f"{statistics.median(errors):.1f} ms, max {max(errors):.1f} ms (n={len(errors)})"
     )
 
 
@@ -225,9 +256,31 @@ class LoopSource:
                 await asyncio.sleep(0)  # let the socket tasks run (a real mic waits here)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 async def bench_soak(minutes: float) -> None:
-    async with RealtimeServer(pace=0, record=False) as server:
-        cfg = config(server.url, turn_mode="server-vad")
+    # the server runs in its own process, so RSS below is the client's alone
+    port = free_port()
+    code = f"from voicecli.server import serve_forever; serve_forever(port={port})"
+    server = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+    try:
+        assert server.stderr is not None
+        server.stderr.readline()  # "listening on ..."
+        await _soak(minutes, f"ws://127.0.0.1:{port}/v1/realtime")
+    finally:
+        server.terminate()
+        server.wait(5)
+
+
+async def _soak(minutes: float, url: str) -> None:
+    if url:
+        cfg = config(url, turn_mode="server-vad")
         from voicecli.history import SessionLog
 
         history = SessionLog.create(cfg.data_dir, kind="bench")
@@ -260,9 +313,9 @@ async def bench_soak(minutes: float) -> None:
         await task
         history.close()
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(f"soak: {minutes:.0f} simulated min in {wall:.1f} s wall ({cpu:.1f} s client CPU)")
         print(
-            f"soak: {minutes:.0f} simulated min in {wall:.1f} s wall ({cpu:.1f} s CPU, "
-            f"server in-process); events sent {counts['sent']}, received {counts['received']}, "
+            f"  events sent {counts['sent']}, received {counts['received']}, "
             f"responses {counts['responses']}; RSS {start_rss:.1f} MB -> {rss_mb():.1f} MB"
         )
 
