@@ -72,6 +72,8 @@ async def test_drop_mid_response_reconnects_replays_and_answers_again(
         logged = history_records(Path(config.data_dir))
         assistant = [r for r in logged if r["role"] == "assistant"]
         assert len(assistant) == 2 and all(r["status"] == "completed" for r in assistant)
+        users = [r["text"] for r in logged if r["role"] == "user"]
+        assert users == ["first question", "second question"]  # once each, despite the replay
 
 
 async def test_drop_mid_append_resends_the_turn_audio(

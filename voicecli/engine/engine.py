@@ -702,13 +702,18 @@ class Engine:
         elif isinstance(note, InputCommitted):
             self._confirm("input_audio_buffer.commit")
             self._tc.server_committed()
-            if not self._transcription_enabled():
-                self._log_turn(note.item_id, announce)
         elif isinstance(note, InputCleared):
             self._confirm("input_audio_buffer.clear")
             self._tc.server_cleared()
         elif isinstance(note, ItemAdded):
             self._confirm("conversation.item.create", note.item_id)
+            item = self.conversation.item(note.item_id)
+            # a typed message is final at once; spoken input is when its transcript is
+            # (or at once, when transcription is off and no transcript will come)
+            if item is not None and item.role == "user":
+                typed = any(p.type == "input_text" for p in item.parts)
+                if typed or not self._transcription_enabled():
+                    self._log_turn(item.id, announce)
         elif isinstance(note, (TranscriptDone, TranscriptFailed)):
             item = self.conversation.item(note.item_id)
             if item is not None and item.role == "user":
