@@ -211,3 +211,24 @@ async def test_stall_drops_oldest_audio_beyond_backlog(
         await stop(engine, task)
         assert engine.status.dropped_audio_ms > 0
         assert engine._outbox_audio_ms <= 500
+
+
+async def test_proactive_rotation_before_expiry_at_a_quiet_moment(
+    config_for: ConfigFor, recorder: Recorder
+) -> None:
+    async with RealtimeServer(pace=0, faults=Faults(expire_after_s=4.0)) as server:
+        engine = Engine(config_for(server), sink=NullSink(), backoff=FAST, rotate_margin_s=3.0)
+        engine.subscribe(recorder)
+        task = await started(engine)
+        await chat(engine, recorder, "before the rotation", 1)
+        await recorder.wait_for(lambda n: isinstance(n, Notice) and "renewing" in n.text, 5)
+        await recorder.wait_for(
+            lambda n: isinstance(n, ConnectionChanged) and n.state == "connected", count=2
+        )
+        server.faults.expire_after_s = None
+        await chat(engine, recorder, "after the rotation", 2)
+        await stop(engine, task)
+        expired = [e for e in server.sent if e.get("error", {}).get("code") == "session_expired"]
+        assert not expired  # renewed before the server had to expire it
+        second = server.sessions[1].received
+        assert creates(second)[0]["content"][0]["text"] == "before the rotation"
