@@ -281,3 +281,23 @@ async def test_transcripts_logged_before_announced(
     await stop(engine, task)
     history.close()
     assert seen_in_log and all(seen_in_log)
+
+
+async def test_malformed_server_frames_are_survived(
+    config_for: ConfigFor, recorder: Recorder
+) -> None:
+    from voicecli.server import MALFORMED_KINDS, Faults
+
+    faults = Faults(malformed_before_reply=MALFORMED_KINDS)
+    async with RealtimeServer(pace=0, faults=faults) as server:
+        engine = Engine(config_for(server), sink=NullSink())
+        engine.subscribe(recorder)
+        task = await started(engine)
+        engine.send_text("are you still there?")
+        await recorder.wait_for(lambda n: isinstance(n, ResponseDone), timeout=5)
+        engine.send_text("and now?")
+        await recorder.wait_for(lambda n: isinstance(n, ResponseDone), timeout=5, count=2)
+        await stop(engine, task)
+        assert server.malformed_sent
+        assert len(server.sessions) == 1  # no reconnect needed
+        assert engine.conversation.items[-1].role == "assistant"
