@@ -83,6 +83,10 @@ _CONFIRMED_LATER = frozenset(
     }
 )
 """Client events kept until the server's answer shows they arrived."""
+FATAL_CODES = frozenset(
+    {"invalid_api_key", "missing_model", "model_not_found", "beta_api_shape_disabled"}
+)
+"""Error codes after which the server closes (3000/4000): never retried."""
 LEVEL_INTERVAL_S = 0.05
 """Mic-level-only status updates are coalesced to at most 20 per second."""
 TURN_AUDIO_KEEP_MS = 60_000
@@ -361,8 +365,7 @@ class Engine:
         event_id."""
         self._session_overrides = deep_merge(self._session_overrides, changes)
         current = self.conversation.session or {}
-        delta = changed_fields(current, changes) or dict(changes)
-        event = self._ev.session_update(delta)
+        event = self._ev.session_update(changed_fields(current, changes))
         self._send(event)
         return str(event["event_id"])
 
@@ -398,12 +401,13 @@ class Engine:
             except FatalServerError as exc:
                 self._fail(str(exc))
                 return
-            except (OSError, ConnectionLost, asyncio.TimeoutError) as exc:
+            except Exception as exc:  # refused, DNS, TLS, HTTP 5xx...: all worth a retry
                 attempt += 1
                 if first and self._backoff.max_attempts == 0:
                     self._fail(f"cannot connect to {self._status.endpoint}: {exc}")
                     return
-                self._publish(Notice("warning", f"connection failed: {exc}"))
+                if attempt == 1:  # once per outage, not once per attempt
+                    self._publish(Notice("warning", f"connection failed: {exc}"))
                 continue
             self._connection = conn
             attempt = 0
@@ -667,6 +671,9 @@ class Engine:
             notes = self.conversation.apply(event)
             for note in notes:
                 self._handle(note)
+                if isinstance(note, ServerError) and note.code in FATAL_CODES:
+                    # the server closes right after: retrying cannot help
+                    self._fail(f"the server refused the session: {note.message}")
             if self._fatal:
                 return
             if self._session_expired(notes):
@@ -782,8 +789,8 @@ class Engine:
         if note.client_event_id in self._pending_truncates:
             item_id = self._pending_truncates.pop(note.client_event_id)
             self._flush_deferred(item_id, announce)
-        if note.code == "session_expired":
-            return  # the receiver reconnects
+        if note.code == "session_expired" or note.code in FATAL_CODES:
+            return  # the receiver reconnects, or fails once with its own notice
         if note.code in ("response_cancel_not_active",):
             return  # a race with the response ending by itself: harmless
         self._publish(Notice("error", f"server error: {note.message}"))
