@@ -41,6 +41,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
+_INTERRUPTIONS = ("response.cancel", "conversation.item.truncate")
 WAIT_TRANSCRIPT_S = 5.0
 """How long to wait, after the response, for the user's transcript and the history."""
 
@@ -60,10 +61,14 @@ class _Ask:
         self.failure: str | None = None
         self.response: ResponseDone | None = None
         self.logged: set[str] = set()
+        self.interrupted = False
+        """The user spoke over the reply (a cancel or truncate was sent)."""
         self.changed = asyncio.Event()
 
     def on_note(self, note: Notification) -> None:
         if isinstance(note, EventLogged):
+            if note.direction == "sent" and note.event.get("type") in _INTERRUPTIONS:
+                self.interrupted = True
             if self.transcript is not None:
                 self.transcript.write(json.dumps({"direction": note.direction, **note.event}))
                 self.transcript.write("\n")
@@ -200,7 +205,7 @@ async def _run(config: Config, args: argparse.Namespace, api_key: str | None) ->
         raise AskFailed(ask.failure or "the connection closed before a response")
     _print_transcript(engine, ask, sys.stdout)
     status = ask.response.status
-    if status == "completed" or (status == "cancelled" and engine.status.response == "cancelled"):
+    if status == "completed" or (status == "cancelled" and ask.interrupted):
         return EXIT_OK
     reason = f" ({ask.response.reason})" if ask.response.reason else ""
     raise AskFailed(ask.failure or f"the response ended {status}{reason}")

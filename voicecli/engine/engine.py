@@ -871,6 +871,7 @@ class Engine:
         if self.conversation.active_response_id is None and self._status.response in (
             "playing",
             "generating",
+            "cancelled",
         ):
             self._set_status(response="idle")
         self._maybe_rotate()
