@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -95,7 +96,7 @@ class _Ask:
         if self.failure is None:
             self.failure = text
 
-    async def wait_until(self, predicate: Any, timeout: float | None = None) -> bool:
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
         """Wait (on notifications, not by polling) until ``predicate()`` or a failure."""
 
         async def waiter() -> None:
