@@ -1,0 +1,482 @@
+"""The session editor: edit, validate and apply session fields in one ``session.update``.
+
+The form is a flat mapping of field name -> string (:func:`form_from_session`);
+:func:`changes_from_form` turns the fields the user changed into the nested GA session
+shape, so Apply sends only what changed. The editor then shows the effective session
+from ``session.updated``, and a server error for the update on the field it concerns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static, TextArea
+
+from voicecli.protocol.notifications import ServerError
+
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+TD_TYPES = ("none", "server_vad", "semantic_vad")
+EAGERNESS = ("auto", "low", "medium", "high")
+NOISE = ("off", "near_field", "far_field")
+MODALITIES = ("audio", "text")
+TEXT_FIELDS = (
+    "speed",
+    "threshold",
+    "prefix_padding_ms",
+    "silence_duration_ms",
+    "transcription_model",
+    "language",
+    "max_output_tokens",
+)
+SELECT_FIELDS = {
+    "voice": VOICES,
+    "modality": MODALITIES,
+    "td_type": TD_TYPES,
+    "eagerness": EAGERNESS,
+    "noise_reduction": NOISE,
+}
+TD_FIELDS = ("td_type", "threshold", "prefix_padding_ms", "silence_duration_ms", "eagerness")
+LABELS = {
+    "instructions": "Instructions",
+    "voice": "Voice",
+    "speed": "Speed (0.25-1.5)",
+    "modality": "Output modality",
+    "td_type": "Turn detection",
+    "threshold": "VAD threshold (0-1)",
+    "prefix_padding_ms": "Prefix padding ms",
+    "silence_duration_ms": "Silence duration ms",
+    "eagerness": "Eagerness (semantic)",
+    "transcription_model": "Transcription model (empty: off)",
+    "language": "Transcription language",
+    "noise_reduction": "Noise reduction",
+    "max_output_tokens": "Max output tokens (1-4096 or inf)",
+}
+
+
+def _get(mapping: Mapping[str, Any] | None, *path: str) -> Any:
+    cur: Any = mapping
+    for key in path:
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(key)
+    return cur
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(value)
+    return str(value)
+
+
+def form_from_session(session: Mapping[str, Any] | None) -> dict[str, str]:
+    """The editor's flat field values for a GA session object."""
+    td = _get(session, "audio", "input", "turn_detection")
+    tr = _get(session, "audio", "input", "transcription")
+    nr = _get(session, "audio", "input", "noise_reduction")
+    modalities = _get(session, "output_modalities") or ["audio"]
+    return {
+        "instructions": str(_get(session, "instructions") or ""),
+        "voice": str(_get(session, "audio", "output", "voice") or "alloy"),
+        "speed": _num(_get(session, "audio", "output", "speed") or 1.0),
+        "modality": str(modalities[0]) if modalities else "audio",
+        "td_type": str(td.get("type")) if isinstance(td, Mapping) else "none",
+        "threshold": _num(_get(td, "threshold") if isinstance(td, Mapping) else None) or "0.5",
+        "prefix_padding_ms": _num(_get(td, "prefix_padding_ms")) or "300",
+        "silence_duration_ms": _num(_get(td, "silence_duration_ms")) or "500",
+        "eagerness": str(_get(td, "eagerness") or "auto"),
+        "transcription_model": str(_get(tr, "model") or "") if isinstance(tr, Mapping) else "",
+        "language": str(_get(tr, "language") or "") if isinstance(tr, Mapping) else "",
+        "noise_reduction": str(_get(nr, "type")) if isinstance(nr, Mapping) else "off",
+        "max_output_tokens": str(_get(session, "max_output_tokens") or "inf"),
+    }
+
+
+def validate_form(values: Mapping[str, str]) -> dict[str, str]:
+    """Field -> error message for every invalid field (empty when all are valid)."""
+    errors: dict[str, str] = {}
+
+    def number(name: str, lo: float, hi: float, integer: bool = False) -> None:
+        raw = values.get(name, "").strip()
+        try:
+            value = int(raw) if integer else float(raw)
+        except ValueError:
+            errors[name] = f"must be {'an integer' if integer else 'a number'}"
+            return
+        if not lo <= value <= hi:
+            errors[name] = f"must be between {lo:g} and {hi:g}"
+
+    number("speed", 0.25, 1.5)
+    if values.get("td_type") == "server_vad":
+        number("threshold", 0.0, 1.0)
+        number("prefix_padding_ms", 0, 10_000, integer=True)
+        number("silence_duration_ms", 0, 10_000, integer=True)
+    if values.get("max_output_tokens", "").strip() != "inf":
+        number("max_output_tokens", 1, 4096, integer=True)
+    if len(values.get("instructions", "")) > 32_000:
+        errors["instructions"] = "too long (32 000 characters at most)"
+    lang = values.get("language", "").strip()
+    if lang and not (2 <= len(lang) <= 3 and lang.isalpha()):
+        errors["language"] = "an ISO-639-1 code such as en or fr"
+    if lang and not values.get("transcription_model", "").strip():
+        errors["language"] = "needs a transcription model"
+    for name, options in SELECT_FIELDS.items():
+        if values.get(name) not in options:
+            errors[name] = f"one of {', '.join(options)}"
+    return errors
+
+
+def _turn_detection(values: Mapping[str, str], base: Mapping[str, Any] | None) -> Any:
+    kind = values["td_type"]
+    if kind == "none":
+        return None
+    td: dict[str, Any] = {"type": kind}
+    if kind == "server_vad":
+        td["threshold"] = float(values["threshold"])
+        td["prefix_padding_ms"] = int(values["prefix_padding_ms"])
+        td["silence_duration_ms"] = int(values["silence_duration_ms"])
+    else:
+        td["eagerness"] = values["eagerness"]
+    if isinstance(base, Mapping):
+        for key in ("create_response", "interrupt_response"):
+            if key in base:
+                td[key] = base[key]
+    return td
+
+
+def changes_from_form(
+    initial: Mapping[str, str],
+    values: Mapping[str, str],
+    session: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The nested session fields whose form value changed (call after validation)."""
+    changed = {k for k in values if values[k] != initial.get(k)}
+    out: dict[str, Any] = {}
+    audio_in: dict[str, Any] = {}
+    audio_out: dict[str, Any] = {}
+    if "instructions" in changed:
+        out["instructions"] = values["instructions"]
+    if "modality" in changed:
+        out["output_modalities"] = [values["modality"]]
+    if "max_output_tokens" in changed:
+        raw = values["max_output_tokens"].strip()
+        out["max_output_tokens"] = "inf" if raw == "inf" else int(raw)
+    if "voice" in changed:
+        audio_out["voice"] = values["voice"]
+    if "speed" in changed:
+        audio_out["speed"] = float(values["speed"])
+    kind = values["td_type"]
+    relevant = {"td_type"} | (
+        {"threshold", "prefix_padding_ms", "silence_duration_ms"}
+        if kind == "server_vad"
+        else {"eagerness"}
+        if kind == "semantic_vad"
+        else set()
+    )
+    if changed & relevant:
+        base = _get(session, "audio", "input", "turn_detection")
+        audio_in["turn_detection"] = _turn_detection(values, base)
+    if changed & {"transcription_model", "language"}:
+        model = values["transcription_model"].strip()
+        if model:
+            tr: dict[str, Any] = {"model": model}
+            if values["language"].strip():
+                tr["language"] = values["language"].strip()
+            audio_in["transcription"] = tr
+        else:
+            audio_in["transcription"] = None
+    if "noise_reduction" in changed:
+        nr = values["noise_reduction"]
+        audio_in["noise_reduction"] = None if nr == "off" else {"type": nr}
+    if audio_in or audio_out:
+        out["audio"] = {}
+        if audio_in:
+            out["audio"]["input"] = audio_in
+        if audio_out:
+            out["audio"]["output"] = audio_out
+    return out
+
+
+def profile_session(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A config profile (flat ``[profiles.x]`` keys or GA-shaped) as a GA session."""
+    session: dict[str, Any] = {}
+    audio_in: dict[str, Any] = {}
+    audio_out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in ("voice", "speed"):
+            audio_out[key] = value
+        elif key in ("turn_detection", "transcription"):
+            audio_in[key] = value
+        elif key == "noise_reduction":
+            audio_in[key] = {"type": value} if isinstance(value, str) else value
+        elif key == "audio" and isinstance(value, Mapping):
+            audio_in.update(value.get("input") or {})
+            audio_out.update(value.get("output") or {})
+        else:
+            session[key] = value
+    session["audio"] = {"input": audio_in, "output": audio_out}
+    return session
+
+
+FIELD_FOR_PARAM = (
+    ("voice", "voice"),
+    ("speed", "speed"),
+    ("instructions", "instructions"),
+    ("output_modalities", "modality"),
+    ("threshold", "threshold"),
+    ("prefix_padding_ms", "prefix_padding_ms"),
+    ("silence_duration_ms", "silence_duration_ms"),
+    ("eagerness", "eagerness"),
+    ("turn_detection", "td_type"),
+    ("language", "language"),
+    ("transcription", "transcription_model"),
+    ("noise_reduction", "noise_reduction"),
+    ("max_output_tokens", "max_output_tokens"),
+)
+
+
+def field_for_param(param: str | None) -> str | None:
+    """The editor field a server error's ``param`` (``session.audio.output.voice``) names."""
+    if not param:
+        return None
+    for needle, name in FIELD_FOR_PARAM:
+        if needle in param:
+            return name
+    return None
+
+
+class SessionEditor(ModalScreen[None]):
+    """Edit the session; ``apply(changes) -> event_id`` sends one ``session.update``."""
+
+    DEFAULT_CSS = """
+    SessionEditor { align: center middle; }
+    SessionEditor > #editor { width: 116; height: 38; background: $panel; border: round $accent; }
+    SessionEditor #form { width: 64; padding: 0 1; }
+    SessionEditor #effective-pane { width: 1fr; padding: 0 1; border-left: solid $primary; }
+    SessionEditor .row { height: auto; }
+    SessionEditor .row Label.name { width: 22; padding-top: 1; }
+    SessionEditor .row Input, SessionEditor .row Select { width: 1fr; }
+    SessionEditor TextArea { height: 5; }
+    SessionEditor .error { color: $error; height: auto; padding-left: 22; }
+    SessionEditor #voice-reason { color: $warning; padding-left: 22; height: auto; }
+    SessionEditor #buttons { height: 3; align-horizontal: right; }
+    SessionEditor #editor-status { height: auto; }
+    """
+    BINDINGS = [
+        Binding("escape", "close", "Close", id="editor_close"),
+        Binding("ctrl+a", "apply", "Apply", id="editor_apply"),
+    ]
+
+    def __init__(
+        self,
+        session: Mapping[str, Any] | None,
+        apply: Callable[[dict[str, Any]], str],
+        *,
+        voice_locked: bool = False,
+        profiles: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.session: Mapping[str, Any] | None = session
+        self.initial = form_from_session(session)
+        self._apply = apply
+        self.voice_locked = voice_locked
+        self.profiles = dict(profiles or {})
+        self.pending_event_id: str | None = None
+        self.last_changes: dict[str, Any] | None = None
+
+    # -- layout --------------------------------------------------------------------------
+
+    def _row(self, name: str) -> ComposeResult:
+        value = self.initial[name]
+        with Horizontal(classes="row"):
+            yield Label(LABELS[name], classes="name")
+            if name in SELECT_FIELDS:
+                yield Select(
+                    [(o, o) for o in SELECT_FIELDS[name]],
+                    value=value if value in SELECT_FIELDS[name] else SELECT_FIELDS[name][0],
+                    allow_blank=False,
+                    id=f"f-{name}",
+                )
+            else:
+                yield Input(value, id=f"f-{name}")
+        yield Static("", classes="error", id=f"e-{name}")
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="editor"):
+            with VerticalScroll(id="form"):
+                yield Label("[b]Session[/b]  (ctrl+a applies, escape closes)")
+                if self.profiles:
+                    with Horizontal(classes="row"):
+                        yield Label("Profile", classes="name")
+                        yield Select(
+                            [(n, n) for n in self.profiles], prompt="load a profile…", id="profile"
+                        )
+                yield Label(LABELS["instructions"])
+                yield TextArea(self.initial["instructions"], id="f-instructions")
+                yield Static("", classes="error", id="e-instructions")
+                yield from self._row("voice")
+                yield Static(
+                    "voice is fixed: the assistant has already spoken" if self.voice_locked else "",
+                    id="voice-reason",
+                )
+                for name in (
+                    "speed",
+                    "modality",
+                    "td_type",
+                    "threshold",
+                    "prefix_padding_ms",
+                    "silence_duration_ms",
+                    "eagerness",
+                    "transcription_model",
+                    "language",
+                    "noise_reduction",
+                    "max_output_tokens",
+                ):
+                    yield from self._row(name)
+                yield Static("", id="editor-status")
+                with Horizontal(id="buttons"):
+                    yield Button("Apply", variant="primary", id="apply")
+                    yield Button("Close", id="close")
+            with VerticalScroll(id="effective-pane"):
+                yield Label("[b]Effective session[/b] (from the server)")
+                yield Static(self._effective_text(), id="effective")
+
+    def on_mount(self) -> None:
+        self.query_one("#f-voice", Select).disabled = self.voice_locked
+        self._sync_td_fields()
+
+    def _effective_text(self) -> Text:
+        if not self.session:
+            return Text("(no session.updated yet)", style="dim")
+        return Text(json.dumps(self.session, indent=1, ensure_ascii=False, default=str))
+
+    # -- values --------------------------------------------------------------------------
+
+    def values(self) -> dict[str, str]:
+        """The current form values."""
+        out: dict[str, str] = {"instructions": self.query_one("#f-instructions", TextArea).text}
+        for name in SELECT_FIELDS:
+            value = self.query_one(f"#f-{name}", Select).value
+            out[name] = "" if value is Select.BLANK else str(value)
+        for name in TEXT_FIELDS:
+            out[name] = self.query_one(f"#f-{name}", Input).value.strip()
+        return out
+
+    def set_values(self, values: Mapping[str, str]) -> None:
+        for name, value in values.items():
+            if name == "instructions":
+                self.query_one("#f-instructions", TextArea).text = value
+            elif name in SELECT_FIELDS:
+                if value in SELECT_FIELDS[name] and not (name == "voice" and self.voice_locked):
+                    self.query_one(f"#f-{name}", Select).value = value
+            elif name in TEXT_FIELDS:
+                self.query_one(f"#f-{name}", Input).value = value
+        self._sync_td_fields()
+
+    def _sync_td_fields(self) -> None:
+        kind = self.query_one("#f-td_type", Select).value
+        for name in ("threshold", "prefix_padding_ms", "silence_duration_ms"):
+            self.query_one(f"#f-{name}", Input).disabled = kind != "server_vad"
+        self.query_one("#f-eagerness", Select).disabled = kind != "semantic_vad"
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "f-td_type":
+            self._sync_td_fields()
+        elif event.select.id == "profile" and event.value is not Select.BLANK:
+            self.load_profile(str(event.value))
+
+    def load_profile(self, name: str) -> None:
+        """Fill the form from ``config.profiles[name]`` (applied only on Apply)."""
+        overrides = self.profiles.get(name)
+        if overrides is None:
+            return
+        merged = form_from_session(profile_session(overrides))
+        wanted = {k: v for k, v in merged.items() if _profile_sets(overrides, k)}
+        self.set_values(wanted)
+        self._status(f"profile {name!r} loaded: Apply to send it", "")
+
+    # -- apply ---------------------------------------------------------------------------
+
+    def _status(self, text: str, style: str) -> None:
+        self.query_one("#editor-status", Static).update(Text(text, style=style))
+
+    def _clear_errors(self) -> None:
+        for err in self.query(".error").results(Static):
+            err.update("")
+
+    def action_apply(self) -> None:
+        self._clear_errors()
+        values = self.values()
+        errors = validate_form(values)
+        if errors:
+            for name, message in errors.items():
+                self.query_one(f"#e-{name}", Static).update(message)
+            self._status("fix the marked fields", "bold red")
+            return
+        changes = changes_from_form(self.initial, values, self.session)
+        if not changes:
+            self._status("nothing changed", "dim")
+            return
+        self.last_changes = changes
+        self.pending_event_id = self._apply(changes)
+        self._status("sent session.update… waiting for session.updated", "yellow")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "apply":
+            self.action_apply()
+        elif event.button.id == "close":
+            self.action_close()
+
+    # -- server answers (forwarded by the app) -----------------------------------------
+
+    def session_updated(self, session: Mapping[str, Any]) -> None:
+        self.session = session
+        self.query_one("#effective", Static).update(self._effective_text())
+        if self.pending_event_id is not None:
+            self.pending_event_id = None
+            self.initial = form_from_session(session)
+            self._status("applied: session.updated received", "bold green")
+
+    def server_error(self, error: ServerError) -> None:
+        if self.pending_event_id is None or error.client_event_id not in (
+            None,
+            self.pending_event_id,
+        ):
+            return
+        self.pending_event_id = None
+        name = field_for_param(error.param)
+        if name is not None:
+            self.query_one(f"#e-{name}", Static).update(error.message)
+        self._status(f"server rejected the update: {error.code or ''} {error.message}", "bold red")
+
+
+def _profile_sets(overrides: Mapping[str, Any], field: str) -> bool:
+    """Whether a profile mentions the setting behind ``field`` (the rest stays as is)."""
+    flat = json.dumps(overrides, default=str)
+    keys = {
+        "instructions": ("instructions",),
+        "voice": ("voice",),
+        "speed": ("speed",),
+        "modality": ("output_modalities",),
+        "td_type": ("turn_detection",),
+        "threshold": ("threshold",),
+        "prefix_padding_ms": ("prefix_padding_ms",),
+        "silence_duration_ms": ("silence_duration_ms",),
+        "eagerness": ("eagerness",),
+        "transcription_model": ("transcription",),
+        "language": ("language",),
+        "noise_reduction": ("noise_reduction",),
+        "max_output_tokens": ("max_output_tokens",),
+    }[field]
+    return any(f'"{k}"' in flat for k in keys)
