@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from voicecli.audio.sinks import NullSink
 from voicecli.audio.sources import WavFileSource
 from voicecli.config import Config
@@ -197,6 +198,7 @@ class BurstSource:
                 await asyncio.sleep(0)
 
 
+@pytest.mark.slow
 async def test_stall_drops_oldest_audio_beyond_backlog(
     config_for: ConfigFor, recorder: Recorder
 ) -> None:
