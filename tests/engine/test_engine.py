@@ -152,7 +152,8 @@ async def test_short_turn_is_cleared_not_committed(
 async def test_send_text_and_update_session_only_changed_fields(
     server: RealtimeServer, config_for: ConfigFor, recorder: Recorder
 ) -> None:
-    engine = Engine(config_for(server), source=None, sink=NullSink())
+    config = config_for(server)
+    engine = Engine(config, source=None, sink=NullSink())  # history "auto": under data_dir
     engine.subscribe(recorder)
     task = await started(engine)
     await recorder.wait_for(lambda n: type(n).__name__ == "SessionChanged")
@@ -170,6 +171,9 @@ async def test_send_text_and_update_session_only_changed_fields(
     assert texts[0] == "hello there"
     assert "hello there" in texts[1]
     assert not [e for e in server.sent if e["type"] == "error"]
+    logged = history_records(Path(config.data_dir))
+    assert [r["role"] for r in logged] == ["user", "assistant"]
+    assert logged[0]["text"] == "hello there"
 
 
 async def test_cancel_and_clear(

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -169,7 +169,9 @@ class Engine:
     """Drives one voice conversation; see the module docstring.
 
     ``source`` None means text only (no mic); ``sink`` None plays nowhere (a
-    :class:`NullSink`). ``history`` None keeps no session log. ``live``: the source
+    :class:`NullSink`). ``history``: the session log finished turns go to; "auto"
+    opens a new one under ``config.data_dir`` when :meth:`run` starts (and closes it),
+    None keeps none. ``live``: the source
     runs on its own clock (a microphone), so when the socket stalls the oldest audio
     beyond ``max_backlog_s`` is dropped; a file source (``live=False``) just waits.
     ``max_turns`` limits the committed user turns (``voicecli ask``: one).
@@ -184,7 +186,7 @@ class Engine:
         source: AudioSource | None = None,
         sink: AudioSink | None = None,
         api_key: str | None = None,
-        history: SessionLog | None = None,
+        history: SessionLog | Literal["auto"] | None = "auto",
         backoff: Backoff = Backoff(),
         end_turn_at_eof: bool = True,
         max_turns: int | None = None,
@@ -200,7 +202,8 @@ class Engine:
         self._sink: AudioSink = sink if sink is not None else NullSink()
         self._api_key = api_key
         self._secrets = (api_key,) if api_key else ()
-        self._history = history
+        self._history: SessionLog | None = None if history == "auto" else history
+        self._own_history = history == "auto"
         self._backoff = backoff
         self._end_turn_at_eof = end_turn_at_eof
         self._rotate_margin_s = rotate_margin_s
@@ -281,6 +284,11 @@ class Engine:
     async def run(self) -> None:
         """Connect, pump both ways, reconnect when the connection drops; return after
         :meth:`close` or a fatal error."""
+        if self._own_history and self._history is None:
+            try:
+                self._history = SessionLog.create(self.config.data_dir, kind="session")
+            except OSError as exc:
+                self._publish(Notice("error", f"no session history: {exc}"))
         mic_task = asyncio.create_task(self._mic_loop(), name="voicecli-mic")
         try:
             await self._connection_loop()
@@ -292,6 +300,9 @@ class Engine:
                 self._drain_task.cancel()
             if self._rotate_timer is not None:
                 self._rotate_timer.cancel()
+            if self._own_history and self._history is not None:
+                self._history.close()
+                self._history = None
             if not self._fatal:
                 self._set_connection("closed", "")
 
