@@ -1,7 +1,7 @@
 """The voicecli terminal UI: :class:`VoiceApp` and :func:`run_app`.
 
 The engine runs as a Textual async worker on the app's own asyncio loop. Its
-notifications arrive in :meth:`VoiceApp._on_engine_note`, which only posts Textual
+notifications arrive in :meth:`VoiceApp._forward_note`, which only posts Textual
 messages; handlers on the UI side update the widgets. Key actions call the engine's
 non-blocking action methods; what the server answers shows in the status bar.
 """
@@ -206,7 +206,7 @@ class VoiceApp(App[int]):
         if self._keys:
             self.set_keymap(self._keys)
         self.push_screen(self.main)
-        self._unsubscribe = self.engine.subscribe(self._on_engine_note)
+        self._unsubscribe = self.engine.subscribe(self._forward_note)
         for text in self._notices:
             self.notify(text, severity="warning", timeout=10)
         if self._run_engine:
@@ -222,7 +222,7 @@ class VoiceApp(App[int]):
             error = f"{type(exc).__name__}: {exc}"
         self.post_message(EngineStopped(error))
 
-    def _on_engine_note(self, note: Notification) -> None:
+    def _forward_note(self, note: Notification) -> None:
         # Runs inside the engine's receive path: only hand the note to the UI queue.
         if isinstance(note, StatusChanged):
             self.post_message(StatusUpdate(note.status))

@@ -1,6 +1,6 @@
 """Textual messages carrying engine notifications onto the UI's message queue.
 
-The engine calls :meth:`VoiceApp._on_engine_note` on the asyncio loop the app runs on;
+The engine calls :meth:`VoiceApp._forward_note` on the asyncio loop the app runs on;
 that callback only posts one of these. Status snapshots replace each other while queued
 (``can_replace``), so a busy level meter never backs the queue up.
 """

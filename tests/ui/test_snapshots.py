@@ -1,0 +1,139 @@
+"""Snapshot tests (pytest-textual-snapshot) of the four screens, with scripted state.
+
+Deterministic: 120x40, a fixed clock, fixed ids, no cursor blink, a scripted engine.
+Update after an intended change with ``pytest tests/ui --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, TextArea
+
+from tests.ui.fakes import FakeEngine, mid_conversation
+from voicecli.engine.notifications import EventLogged
+from voicecli.ui.app import VoiceApp
+from voicecli.ui.screens.nokey import NoKeyApp
+
+SIZE = (120, 40)
+NOW = 1_000_000.0
+
+
+@pytest.fixture(autouse=True)
+def no_blink(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Input, "cursor_blink", False)
+    monkeypatch.setattr(TextArea, "cursor_blink", False)
+
+
+def scripted_app() -> tuple[VoiceApp, FakeEngine]:
+    engine = FakeEngine()
+    mid_conversation(engine)
+    app = VoiceApp(engine, None, run_engine=False, clock=lambda: NOW)
+    return app, engine
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    assert isinstance(app, VoiceApp)
+    app.transcript.flush_now()
+    await pilot.pause()
+
+
+def test_main_screen_mid_conversation(snap_compare: Any) -> None:
+    app, _ = scripted_app()
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_session_editor(snap_compare: Any) -> None:
+    app, _ = scripted_app()
+
+    async def open_editor(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("s")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_editor)
+
+
+def test_event_log(snap_compare: Any) -> None:
+    app, engine = scripted_app()
+    events: list[tuple[str, dict[str, Any]]] = [
+        (
+            "received",
+            {"type": "session.created", "event_id": "e1", "session": {"type": "realtime"}},
+        ),
+        ("sent", {"type": "session.update", "event_id": "evt_1", "session": {"instructions": "x"}}),
+        (
+            "sent",
+            {
+                "type": "input_audio_buffer.append",
+                "event_id": "evt_2",
+                "audio": "<audio 9600 bytes>",
+            },
+        ),
+        ("sent", {"type": "input_audio_buffer.commit", "event_id": "evt_3"}),
+        (
+            "received",
+            {
+                "type": "input_audio_buffer.committed",
+                "event_id": "e2",
+                "item_id": "item_u1",
+                "previous_item_id": None,
+            },
+        ),
+        ("sent", {"type": "response.create", "event_id": "evt_4"}),
+        (
+            "received",
+            {
+                "type": "response.created",
+                "event_id": "e3",
+                "response": {"id": "resp_1", "status": "in_progress"},
+            },
+        ),
+    ]
+    for i, word in enumerate(["Cold ", "and ", "dusty."]):
+        events.append(
+            (
+                "received",
+                {
+                    "type": "response.output_audio_transcript.delta",
+                    "event_id": f"d{i}",
+                    "item_id": "item_a1",
+                    "response_id": "resp_1",
+                    "delta": word,
+                },
+            )
+        )
+    events.append(
+        (
+            "received",
+            {
+                "type": "error",
+                "event_id": "e9",
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "invalid_value",
+                    "message": "bad voice",
+                    "param": "session.audio.output.voice",
+                    "event_id": "evt_1",
+                },
+            },
+        )
+    )
+
+    async def show_log(pilot: Pilot[Any]) -> None:
+        for direction, event in events:
+            engine.publish(EventLogged(direction, event))  # type: ignore[arg-type]
+        await pilot.pause()
+        await pilot.press("l")
+        await pilot.pause()
+        app.event_log.flush()
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=show_log)
+
+
+def test_no_key_screen(snap_compare: Any) -> None:
+    assert snap_compare(NoKeyApp(), terminal_size=SIZE)
