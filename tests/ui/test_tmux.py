@@ -1,0 +1,91 @@
+"""Real-terminal smoke test: tmux runs ``python -m voicecli --local`` at 120x40."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+
+pytestmark = [pytest.mark.tmux, pytest.mark.slow]
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(
+        ["tmux", *args], check=True, capture_output=True, text=True, timeout=10
+    ).stdout
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[str]:
+    require("tmux", shutil.which("tmux") is not None, "apt-get install tmux")
+    name = f"voicecli-{uuid.uuid4().hex[:8]}"
+    env = {
+        "HOME": str(tmp_path),
+        "PATH": os.environ.get("PATH", ""),
+        "TERM": "xterm-256color",
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    env_args = [arg for k, v in env.items() for arg in ("-e", f"{k}={v}")]
+    tmux(
+        "new-session",
+        "-d",
+        "-s",
+        name,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        *env_args,
+        f"{sys.executable} -m voicecli --local",
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+
+
+def screen(name: str) -> str:
+    return tmux("capture-pane", "-p", "-t", name)
+
+
+def wait_screen(name: str, check: Callable[[str], bool], timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = screen(name)
+        if check(text):
+            return text
+        time.sleep(0.1)
+    raise AssertionError(f"screen never matched; last screen:\n{text}")
+
+
+def test_local_text_conversation_in_a_real_terminal(session: str) -> None:
+    wait_screen(session, lambda s: "connected" in s)
+    tmux("send-keys", "-t", session, "t")
+    wait_screen(session, lambda s: "Message" in s)
+    tmux("send-keys", "-t", session, "-l", "hello tmux")
+    tmux("send-keys", "-t", session, "Enter")
+    wait_screen(session, lambda s: "You said: hello tmux" in s)
+    tmux("send-keys", "-t", session, "C-k")
+    wait_screen(session, lambda s: "input buffer cleared" in s)
+    tmux("send-keys", "-t", session, "Escape")
+    wait_screen(session, lambda s: "cancel" in s)
+    tmux("send-keys", "-t", session, "q")
+    # the session's only process is voicecli: the session ends when it exits cleanly
+    deadline = time.monotonic() + 10
+    while (
+        subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0
+    ):
+        assert time.monotonic() < deadline, "q did not quit voicecli"
+        time.sleep(0.1)
