@@ -85,7 +85,7 @@ class StatusBar(Static):
     """Shows the newest :class:`EngineStatus` and the server's answer to the last action."""
 
     DEFAULT_CSS = """
-    StatusBar { height: 2; dock: bottom; background: $panel; padding: 0 1; }
+    StatusBar { height: 2; background: $panel; padding: 0 1; }
     """
 
     def __init__(
