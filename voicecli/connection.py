@@ -1,0 +1,647 @@
+"""One WebSocket connection to a Realtime server (OpenAI, Azure OpenAI or compatible).
+
+* :func:`build_endpoint` turns ``[connection]`` settings into the URL to dial, and
+  :func:`auth_headers` adds the key the way the provider expects it.
+* :class:`Connection` dials, sends client events from a queue drained by a writer task
+  (:meth:`Connection.send` never waits for the socket) and yields server events as
+  dicts (``async for event in conn``).
+* Failures are one-line exceptions: :class:`ConnectionFailed` (could not connect),
+  :class:`FatalServerError` (the server ended the session for a reason a retry will not
+  fix: bad key, bad model, expired session) and :class:`ConnectionLost` (a drop worth
+  a reconnect). The API key never appears in a URL, repr, log line or exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import socket
+import ssl
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.version import version as WEBSOCKETS_VERSION
+
+from voicecli import __version__
+from voicecli.config import Config, ConnectionConfig
+from voicecli.secrets import RedactingFilter, redact, register_secret
+
+log = logging.getLogger(__name__)
+_ws_log = logging.getLogger(f"{__name__}.websockets")
+# websockets logs handshake headers (the Authorization header) at DEBUG
+_ws_log.addFilter(RedactingFilter())
+
+BYTES_PER_MS = 48  # PCM16 mono at 24 kHz
+MAX_FRAME = 32 * 1024 * 1024  # one append may carry 15 MiB of audio (20 MiB of base64)
+AUDIO_APPEND = "input_audio_buffer.append"
+MALFORMED = "voicecli.malformed_frame"
+
+ResolvedProvider = Literal["openai", "azure", "compatible"]
+
+FATAL_CLOSE_CODES = {3000: "invalid_api_key", 4000: "model_not_found"}
+"""Close codes after which reconnecting with the same settings cannot help."""
+FATAL_ERROR_CODES = frozenset(
+    {
+        "invalid_api_key",
+        "missing_model",
+        "model_not_found",
+        "beta_api_shape_disabled",
+        "session_expired",
+    }
+)
+"""``error`` codes the server sends just before it closes the session."""
+
+
+class ConnectionFailed(Exception):
+    """The connection could not be opened; ``retriable`` says whether trying again
+    later may work (refused, DNS, timeout, HTTP 5xx) or not (bad URL, HTTP 401/403/404,
+    TLS certificate, insecure URL)."""
+
+    retriable: bool = True
+
+    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        if retriable is not None:
+            self.retriable = retriable
+
+
+class FatalServerError(Exception):
+    """The server ended the session for a reason a plain retry will not fix.
+
+    ``code`` is the error code (``invalid_api_key``, ``model_not_found``,
+    ``session_expired``...), ``close_code`` the WebSocket close code when there was one.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, close_code: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.close_code = close_code
+
+
+class ConnectionRejected(ConnectionFailed, FatalServerError):
+    """Connecting failed in a way retrying cannot fix (both a :class:`ConnectionFailed`
+    and a :class:`FatalServerError`, so reconnect loops stop)."""
+
+    retriable = False
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        Exception.__init__(self, message)
+        self.code = code
+        self.close_code = None
+
+
+class SessionExpired(FatalServerError):
+    """The session reached the server's time limit (60 minutes): this session is over;
+    a new connection starts a new one (the conversation must be replayed)."""
+
+
+class ConnectionLost(Exception):
+    """The connection dropped or the server closed it: worth a reconnect."""
+
+
+# --- endpoints --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to connect: the full URL (never holding a key), the provider and a short
+    label for messages."""
+
+    url: str
+    provider: ResolvedProvider
+    label: str
+    host: str
+    port: int
+    secure: bool
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine (``localhost``, 127.0.0.0/8, ::1)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def detect_provider(url: str) -> ResolvedProvider:
+    """``openai`` for api.openai.com, ``azure`` for ``*.openai.azure.com`` (and
+    ``*.cognitiveservices.azure.com``), ``compatible`` otherwise."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "api.openai.com":
+        return "openai"
+    if host.endswith((".openai.azure.com", ".cognitiveservices.azure.com")):
+        return "azure"
+    return "compatible"
+
+
+_SECRET_PARAMS = ("key", "token", "secret", "password", "sig")
+
+
+def build_endpoint(conn: ConnectionConfig) -> Endpoint:
+    """The URL to dial for ``conn``: ``http(s)`` becomes ``ws(s)``, Azure gets the GA
+    path ``/openai/v1/realtime``, the model (Azure: deployment) goes in ``?model=``.
+    Raises :class:`ConnectionRejected` for an unusable URL or for unencrypted ``ws://``
+    to another machine without ``insecure``."""
+    raw = conn.url.strip()
+    parts = urlsplit(raw)
+    scheme = {"https": "wss", "http": "ws"}.get(parts.scheme.lower(), parts.scheme.lower())
+    if scheme not in ("ws", "wss") or not parts.hostname:
+        raise ConnectionRejected(f"connection.url is not a WebSocket URL: {_safe_url(raw)}")
+    provider: ResolvedProvider = detect_provider(raw) if conn.provider == "auto" else conn.provider
+    path = parts.path
+    if provider == "azure" and path.rstrip("/") in ("", "/openai", "/openai/v1"):
+        path = "/openai/v1/realtime"
+    elif provider == "openai" and path.rstrip("/") in ("", "/v1"):
+        path = "/v1/realtime"
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(k in ("model", "deployment") for k, _ in query):
+        query.append(("model", conn.model))
+    try:
+        port = parts.port or (443 if scheme == "wss" else 80)
+    except ValueError:
+        raise ConnectionRejected(f"connection.url has a bad port: {_safe_url(raw)}") from None
+    url = urlunsplit((scheme, parts.netloc, path, urlencode(query), ""))
+    endpoint = Endpoint(
+        url=url,
+        provider=provider,
+        label=_safe_url(url),
+        host=parts.hostname,
+        port=port,
+        secure=scheme == "wss",
+    )
+    if not endpoint.secure and not endpoint.loopback and not conn.insecure:
+        raise ConnectionRejected(
+            f"refusing unencrypted ws:// to {endpoint.host}: the API key would cross the "
+            "network in clear; use wss:// or set connection.insecure = true (--insecure)"
+        )
+    return endpoint
+
+
+def _safe_url(url: str) -> str:
+    """``url`` for messages: no user info, and query values that look like credentials
+    hidden."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        query = [
+            (k, "***" if any(s in k.lower() for s in _SECRET_PARAMS) else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
+    except ValueError:
+        return "(unparsable URL)"
+
+
+def auth_headers(endpoint: Endpoint, api_key: str | None) -> dict[str, str]:
+    """Azure: ``api-key: KEY``; everyone else: ``Authorization: Bearer KEY``. None: no
+    auth header (a local server)."""
+    if not api_key:
+        return {}
+    if endpoint.provider == "azure":
+        return {"api-key": api_key}
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+# --- close classification ---------------------------------------------------------------
+
+
+def classify_close(
+    close_code: int | None,
+    last_error: Mapping[str, Any] | None,
+    *,
+    key_env: str = "OPENAI_API_KEY",
+    model: str = "",
+) -> FatalServerError | ConnectionLost:
+    """The exception for a connection the server closed (or that dropped): fatal for a
+    bad key (close 3000), a bad model (4000), a refused protocol or an expired session;
+    a :class:`ConnectionLost` otherwise. ``last_error`` is the ``error`` object of the
+    last fatal-looking ``error`` event, if any."""
+    code = str((last_error or {}).get("code") or "") or FATAL_CLOSE_CODES.get(close_code or 0)
+    where = f"close {close_code}" if close_code in FATAL_CLOSE_CODES else code
+    if close_code == 3000 or code == "invalid_api_key":
+        return FatalServerError(
+            f"The server rejected the API key ({where}): check {key_env} "
+            "(or connection.api_key_command)",
+            code="invalid_api_key",
+            close_code=close_code,
+        )
+    if close_code == 4000 or code in ("missing_model", "model_not_found"):
+        what = f"the model {model!r}" if model else "the model"
+        return FatalServerError(
+            f"The server rejected {what} ({where}): check connection.model "
+            "(on Azure: the deployment name)",
+            code=code or "model_not_found",
+            close_code=close_code,
+        )
+    if code == "beta_api_shape_disabled":
+        return FatalServerError(
+            "The server refused the beta protocol (beta_api_shape_disabled)",
+            code=code,
+            close_code=close_code,
+        )
+    if code == "session_expired":
+        return SessionExpired(
+            "The session reached its time limit (session_expired): a new connection "
+            "starts a new session",
+            code=code,
+            close_code=close_code,
+        )
+    if close_code is None or close_code == 1006:
+        return ConnectionLost("the connection dropped (no close frame)")
+    if close_code in (1000, 1001):
+        return ConnectionLost(f"the server closed the connection (close {close_code})")
+    return ConnectionLost(f"the server closed the connection with an error (close {close_code})")
+
+
+# --- the connection ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    text: str
+    audio_ms: float
+    done: asyncio.Future[bool]
+
+
+class Connection:
+    """One Realtime WebSocket session.
+
+    ``await connect()``, then ``send(event)`` (returns at once: the event is queued for
+    the writer task; the returned future resolves True once written, False if it was
+    dropped or the connection ended first — awaiting it is optional) and
+    ``async for event in conn`` (server events as dicts; non-JSON text and binary
+    frames become ``{"type": "voicecli.malformed_frame", ...}`` markers).
+
+    Queue policy: control events are never dropped. When the socket stalls and queued
+    ``input_audio_buffer.append`` audio exceeds ``max_backlog_s``, the oldest queued
+    appends are dropped and counted in :attr:`dropped_audio_ms` (mic audio that old is
+    useless; the server's buffer just misses it).
+    """
+
+    def __init__(
+        self,
+        config: Config | ConnectionConfig,
+        api_key: str | None = None,
+        *,
+        max_backlog_s: float | None = None,
+        open_timeout: float = 10.0,
+        first_event_timeout: float = 2.0,
+        ping_interval: float | None = 20.0,
+    ) -> None:
+        if isinstance(config, Config):
+            self._conn = config.connection
+            backlog = config.audio.max_backlog_s if max_backlog_s is None else max_backlog_s
+        else:
+            self._conn = config
+            backlog = 2.0 if max_backlog_s is None else max_backlog_s
+        self._endpoint: Endpoint | None = None
+        self.__key = api_key
+        register_secret(api_key)
+        self._max_backlog_ms = backlog * 1000.0
+        self._open_timeout = open_timeout
+        self._first_event_timeout = first_event_timeout
+        self._ping_interval = ping_interval
+        self._ws: ClientConnection | None = None
+        self._queue: deque[_Outgoing] = deque()
+        self._queued_audio_ms = 0.0
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._pending_first: dict[str, Any] | None = None
+        self._last_fatal_error: dict[str, Any] | None = None
+        self._closing = False
+        self._ended: BaseException | None = None
+        self.dropped_audio_ms = 0.0
+        """Mic audio dropped from the send queue while the socket stalled."""
+        self.malformed_frames = 0
+        """Frames from the server that were not JSON event objects."""
+        self.sent_events = 0
+        """Events written to the socket."""
+
+    def __repr__(self) -> str:
+        state = "open" if self._ws is not None and not self._closing else "closed"
+        target = self._endpoint.label if self._endpoint else _safe_url(self._conn.url)
+        return f"<Connection {target} {state}>"
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The resolved endpoint (raises :class:`ConnectionRejected` like connect)."""
+        if self._endpoint is None:
+            self._endpoint = build_endpoint(self._conn)
+        return self._endpoint
+
+    @property
+    def queued_audio_ms(self) -> float:
+        """Mic audio waiting in the send queue."""
+        return self._queued_audio_ms
+
+    @property
+    def is_open(self) -> bool:
+        return self._ws is not None and not self._closing and self._ended is None
+
+    # -- connecting ----------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the socket and wait (briefly) for the server's first event, so a bad key
+        or model fails here. Raises :class:`ConnectionFailed`,
+        :class:`FatalServerError` (or :class:`ConnectionRejected`, both)."""
+        if self._ws is not None:
+            raise RuntimeError("already connected")
+        endpoint = self.endpoint
+        headers = auth_headers(endpoint, self.__key)
+        kwargs: dict[str, Any] = {
+            "additional_headers": headers,
+            "open_timeout": self._open_timeout,
+            "max_size": MAX_FRAME,
+            "ping_interval": self._ping_interval,
+            "ping_timeout": 20,
+            "close_timeout": 2,
+            "user_agent_header": f"voicecli/{__version__} websockets/{WEBSOCKETS_VERSION}",
+            "logger": _ws_log,
+        }
+        if endpoint.loopback and _websockets_major() >= 15:
+            kwargs["proxy"] = None  # never send a local server's traffic through a proxy
+        try:
+            ws = await ws_connect(endpoint.url, **kwargs)
+        except Exception as exc:
+            raise self._connect_error(exc) from None
+        self._ws = ws
+        self._writer = asyncio.get_running_loop().create_task(
+            self._write_loop(ws), name="voicecli-connection-writer"
+        )
+        try:
+            first = await asyncio.wait_for(ws.recv(), self._first_event_timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            return  # a compatible server that waits for the client: fine
+        except ConnectionClosed as exc:
+            error = self._ended_by(exc)
+            await self._shutdown()
+            if isinstance(error, FatalServerError):
+                raise error from None
+            raise ConnectionFailed(
+                f"{endpoint.label}: the server closed the connection at once ({error})"
+            ) from None
+        event = self._parse(first)
+        if self._note_fatal(event):
+            # the close follows right away: report it as the connect failure
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(ws.wait_closed(), 2.0)
+            error = self._classify(ws.close_code)
+            await self._shutdown()
+            raise error
+        self._pending_first = event
+
+    def _connect_error(self, exc: BaseException) -> ConnectionFailed:
+        ep = self.endpoint
+        where = f"{ep.host}:{ep.port}"
+        if isinstance(exc, InvalidStatus):
+            status = exc.response.status_code
+            reason = exc.response.reason_phrase
+            if status == 401:
+                return ConnectionRejected(
+                    f"{ep.label}: HTTP 401 {reason}: the server rejected the API key "
+                    f"(check {self._conn.api_key_env} or connection.api_key_command)",
+                    code="http_401",
+                )
+            if status == 403:
+                return ConnectionRejected(
+                    f"{ep.label}: HTTP 403 {reason}: this key may not use this endpoint",
+                    code="http_403",
+                )
+            if status == 404:
+                return ConnectionRejected(
+                    f"no Realtime endpoint at {ep.label} (HTTP 404): check connection.url",
+                    code="http_404",
+                )
+            return ConnectionFailed(
+                f"{ep.label}: the server answered HTTP {status} {reason}",
+                retriable=status >= 500 or status in (408, 429),
+            )
+        if isinstance(exc, InvalidURI):
+            return ConnectionRejected(f"connection.url is not usable: {ep.label}")
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            detail = exc.verify_message or "verification failed"
+            return ConnectionRejected(
+                f"cannot connect to {where}: TLS certificate check failed ({detail})"
+            )
+        if isinstance(exc, ssl.SSLError):
+            return ConnectionFailed(f"cannot connect to {where}: TLS error ({exc.reason})")
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            return ConnectionFailed(
+                f"cannot connect to {where}: no answer within {self._open_timeout:g} s"
+            )
+        if isinstance(exc, socket.gaierror):
+            return ConnectionFailed(
+                f"cannot connect to {ep.host}: the host name does not resolve "
+                "(check connection.url and the network)"
+            )
+        if isinstance(exc, ConnectionRefusedError):
+            return ConnectionFailed(
+                f"cannot connect to {where}: connection refused (is the server running?)"
+            )
+        if isinstance(exc, OSError):
+            return ConnectionFailed(f"cannot connect to {where}: {exc.strerror or exc}")
+        if isinstance(exc, InvalidHandshake):
+            return ConnectionFailed(
+                f"cannot connect to {ep.label}: WebSocket handshake failed "
+                f"({redact(str(exc), [self.__key or ''])})"
+            )
+        return ConnectionFailed(
+            f"cannot connect to {ep.label}: {type(exc).__name__}: "
+            f"{redact(str(exc), [self.__key or ''])}"
+        )
+
+    # -- sending -------------------------------------------------------------------------
+
+    def send(self, event: Mapping[str, Any]) -> asyncio.Future[bool]:
+        """Queue ``event`` for the writer and return at once (see the class docstring).
+        Raises :class:`ConnectionLost` when the connection has ended, ``RuntimeError``
+        before :meth:`connect` and ``TypeError`` for an event that is not JSON."""
+        if self._ended is not None or self._closing:
+            raise ConnectionLost(str(self._ended or "the connection is closed"))
+        if self._ws is None:
+            raise RuntimeError("send() before connect()")
+        text = json.dumps(event, separators=(",", ":"))
+        audio_ms = 0.0
+        if event.get("type") == AUDIO_APPEND:
+            audio_ms = len(str(event.get("audio", ""))) * 3 / 4 / BYTES_PER_MS
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Outgoing(text, audio_ms, done))
+        self._queued_audio_ms += audio_ms
+        if audio_ms:
+            self._enforce_backlog()
+        self._wake.set()
+        return done
+
+    def _enforce_backlog(self) -> None:
+        if self._queued_audio_ms <= self._max_backlog_ms:
+            return
+        kept: deque[_Outgoing] = deque()
+        for out in self._queue:
+            if out.audio_ms and self._queued_audio_ms > self._max_backlog_ms:
+                self._queued_audio_ms -= out.audio_ms
+                self.dropped_audio_ms += out.audio_ms
+                _resolve(out.done, False)
+            else:
+                kept.append(out)
+        first = not self._queue or len(kept) < len(self._queue)
+        self._queue = kept
+        if first:
+            log.warning(
+                "send queue stalled: dropped mic audio (%.0f ms in total)", self.dropped_audio_ms
+            )
+
+    async def _write_loop(self, ws: ClientConnection) -> None:
+        try:
+            while True:
+                if not self._queue:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                out = self._queue[0]
+                await ws.send(out.text)
+                # the head may have been dropped while we waited for the socket
+                if self._queue and self._queue[0] is out:
+                    self._queue.popleft()
+                    self._queued_audio_ms -= out.audio_ms
+                self.sent_events += 1
+                _resolve(out.done, True)
+        except ConnectionClosed:
+            pass  # the reader reports why
+        finally:
+            self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        while self._queue:
+            _resolve(self._queue.popleft().done, False)
+        self._queued_audio_ms = 0.0
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def __aiter__(self) -> Connection:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        """The next server event. Ends quietly after :meth:`close`; raises
+        :class:`FatalServerError` or :class:`ConnectionLost` when the server closes or
+        the connection drops."""
+        if self._pending_first is not None:
+            event, self._pending_first = self._pending_first, None
+            return event
+        ws = self._ws
+        if ws is None or self._closing:
+            raise StopAsyncIteration
+        if self._ended is not None:
+            raise self._ended
+        try:
+            frame = await ws.recv()
+        except ConnectionClosed as exc:
+            if self._closing:
+                raise StopAsyncIteration from None
+            error = self._ended_by(exc)
+            raise error from None
+        event = self._parse(frame)
+        self._note_fatal(event)
+        return event
+
+    def _parse(self, frame: str | bytes) -> dict[str, Any]:
+        if isinstance(frame, bytes):
+            return self._malformed("binary", len(frame))
+        try:
+            event = json.loads(frame)
+        except ValueError:
+            return self._malformed("invalid_json", len(frame))
+        if not isinstance(event, dict):
+            return self._malformed("not_an_object", len(frame))
+        if not isinstance(event.get("type"), str):
+            return self._malformed("missing_type", len(frame))
+        return event
+
+    def _malformed(self, kind: str, size: int) -> dict[str, Any]:
+        self.malformed_frames += 1
+        log.warning("ignored a malformed frame from the server (%s, %d bytes)", kind, size)
+        return {"type": MALFORMED, "kind": kind, "size": size}
+
+    def _note_fatal(self, event: Mapping[str, Any]) -> bool:
+        if event.get("type") != "error":
+            return False
+        error = event.get("error")
+        if isinstance(error, Mapping) and error.get("code") in FATAL_ERROR_CODES:
+            self._last_fatal_error = dict(error)
+            return True
+        return False
+
+    def _classify(self, close_code: int | None) -> FatalServerError | ConnectionLost:
+        return classify_close(
+            close_code,
+            self._last_fatal_error,
+            key_env=self._conn.api_key_env,
+            model=self._conn.model,
+        )
+
+    def _ended_by(self, exc: ConnectionClosed) -> FatalServerError | ConnectionLost:
+        close_code = exc.rcvd.code if exc.rcvd is not None else None
+        error = self._classify(close_code)
+        self._ended = error
+        return error
+
+    # -- closing -------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the socket (idempotent); queued events not yet written are dropped."""
+        self._closing = True
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+        self._fail_pending()
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        if self._ended is None:
+            self._ended = ConnectionLost("the connection is closed")
+
+    async def __aenter__(self) -> Connection:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _websockets_major() -> int:
+    try:
+        return int(WEBSOCKETS_VERSION.split(".")[0])
+    except ValueError:  # pragma: no cover
+        return 0
