@@ -383,7 +383,7 @@ def load_config(
     for source, data in layers:
         _check_keys(data, source)
         _merge(merged, data, source, origin, ())
-    return _build(merged, origin, tuple(files))
+    return _build(merged, origin, tuple(files), [source for source, _ in layers])
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -601,7 +601,9 @@ class _Bad(Exception):
     """A value does not fit its field; the message says what was expected."""
 
 
-def _build(merged: dict[str, Any], origin: dict[str, str], files: tuple[Path, ...]) -> Config:
+def _build(
+    merged: dict[str, Any], origin: dict[str, str], files: tuple[Path, ...], order: list[str]
+) -> Config:
     def src(path: str) -> str:
         return origin.get(path, "defaults")
 
@@ -610,7 +612,7 @@ def _build(merged: dict[str, Any], origin: dict[str, str], files: tuple[Path, ..
         sections[name] = _build_section(cls, merged.get(name, {}), (name,), src)
 
     session: SessionConfig = sections["session"]
-    turn_mode = _resolve_turn_mode(merged, session, src)
+    turn_mode = _resolve_turn_mode(merged, session, src, order)
     if turn_mode in ("server-vad", "semantic-vad"):
         wanted: Literal["server_vad", "semantic_vad"] = (
             "server_vad" if turn_mode == "server-vad" else "semantic_vad"
@@ -640,16 +642,19 @@ def _build(merged: dict[str, Any], origin: dict[str, str], files: tuple[Path, ..
     )
 
 
-def _resolve_turn_mode(merged: dict[str, Any], session: SessionConfig, src: Any) -> TurnMode:
-    td_type = (merged.get("session") or {}).get("turn_detection", {})
-    td_type = td_type.get("type") if isinstance(td_type, Mapping) else None
+def _resolve_turn_mode(
+    merged: dict[str, Any], session: SessionConfig, src: Any, order: list[str]
+) -> TurnMode:
+    """``turn_mode``, or the mode ``session.turn_detection.type`` implies; when both are
+    set and disagree, the one from the later source wins (same source: an error)."""
+    td = (merged.get("session") or {}).get("turn_detection", {})
+    td_type = td.get("type") if isinstance(td, Mapping) else None
+    implied: TurnMode = {"server_vad": "server-vad", "semantic_vad": "semantic-vad"}.get(
+        session.turn_detection.type, "local-vad"
+    )  # type: ignore[assignment]
     raw = merged.get("turn_mode")
     if raw is None:
-        if td_type is None:
-            return "local-vad"
-        return {"server_vad": "server-vad", "semantic_vad": "semantic-vad"}.get(
-            session.turn_detection.type, "local-vad"
-        )  # type: ignore[return-value]
+        return "local-vad" if td_type is None else implied
     if raw not in TURN_MODES:
         raise ConfigError(
             src("turn_mode"),
@@ -659,17 +664,20 @@ def _resolve_turn_mode(merged: dict[str, Any], session: SessionConfig, src: Any)
     mode: TurnMode = raw
     server_side = {"server-vad": "server_vad", "semantic-vad": "semantic_vad"}
     if (
-        td_type is not None
-        and mode in server_side
-        and session.turn_detection.type != server_side[mode]
+        td_type is None
+        or mode not in server_side
+        or session.turn_detection.type == server_side[mode]
     ):
+        return mode
+    mode_src, type_src = src("turn_mode"), src("session.turn_detection.type")
+    rank = {name: i for i, name in enumerate(order)}
+    if rank.get(mode_src, -1) == rank.get(type_src, -1):
         raise ConfigError(
-            src("session.turn_detection.type"),
+            type_src,
             "session.turn_detection.type",
-            f"is {session.turn_detection.type!r} but turn_mode is {mode!r} "
-            f"(from {src('turn_mode')}): set only one of them",
+            f"is {session.turn_detection.type!r} but turn_mode is {mode!r}: set only one of them",
         )
-    return mode
+    return mode if rank.get(mode_src, -1) > rank.get(type_src, -1) else implied
 
 
 def _choices(values: tuple[Any, ...]) -> str:
