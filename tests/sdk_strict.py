@@ -10,11 +10,18 @@ import typing
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
+from openai.types.realtime import (
+    RealtimeClientEvent,
+    RealtimeServerEvent,
+    RealtimeSessionCreateResponse,
+)
 from pydantic import BaseModel, Field, TypeAdapter
 
 # Server events may carry this extra field on deltas (see the protocol reference).
 _TOLERATED_EXTRAS = frozenset({"obfuscation"})
+# The live server's session objects carry these; the SDK's event models type the session as
+# the *request* object, which lacks them (see validate_server_event).
+_SESSION_ONLY = ("id", "object", "expires_at")
 
 
 def _union_members(union: Any) -> tuple[Any, ...]:
@@ -68,5 +75,24 @@ def validate_client_event(event: dict[str, Any]) -> BaseModel:
 
 
 def validate_server_event(event: dict[str, Any]) -> BaseModel:
-    """Validate one server event (a dict as received from the wire) strictly."""
+    """Validate one server event (a dict as received from the wire) strictly.
+
+    The SDK types ``session.created/updated.session`` as the session *request*, which has
+    no ``id``, ``object`` or ``expires_at``; the live server sends them. So the session is
+    checked strictly against the SDK's session *response* model, and the event against the
+    union without those three keys.
+    """
+    if event.get("type") in ("session.created", "session.updated") and isinstance(
+        event.get("session"), dict
+    ):
+        session = event["session"]
+        try:
+            response_model = RealtimeSessionCreateResponse.model_validate(session)
+        except Exception as exc:
+            raise StrictValidationError(f"{event['type']!r} session: {exc}") from exc
+        unknown = list(_extras(response_model, "session"))
+        if unknown:
+            raise StrictValidationError(f"session keys unknown to the SDK: {unknown}")
+        stripped = {k: v for k, v in session.items() if k not in _SESSION_ONLY}
+        return _validate(_server_adapter, {**event, "session": stripped})
     return _validate(_server_adapter, event)
