@@ -222,8 +222,9 @@ def _tui(config: Config, args: argparse.Namespace) -> int:
     if args.local:
         from voicecli.server import BackgroundServer
 
-        with BackgroundServer() as server:
-            return run_app(_with_url(config, server.url), local=True, debug=args.debug)
+        # record=False: a long conversation must not pile up every event in memory
+        with BackgroundServer(host="127.0.0.1", port=0, record=False) as srv:
+            return run_app(_with_url(config, srv.url), local=True, debug=args.debug)
     # a compatible server (such as `voicecli serve`) may need no key at all; OpenAI and
     # Azure always do, and the UI explains how to set one
     keyless = not _needs_key(config) and not _key_available(config, os.environ)
