@@ -541,12 +541,12 @@ class Connection:
         """The next server event. Ends quietly after :meth:`close`; raises
         :class:`FatalServerError` or :class:`ConnectionLost` when the server closes or
         the connection drops."""
-        if self._pending_first is not None:
-            event, self._pending_first = self._pending_first, None
-            return event
         ws = self._ws
         if ws is None or self._closing:
             raise StopAsyncIteration
+        if self._pending_first is not None:
+            event, self._pending_first = self._pending_first, None
+            return event
         if self._ended is not None:
             raise self._ended
         try:
