@@ -105,12 +105,16 @@ class SessionLog:
 
     def _write(self, record: Mapping[str, Any]) -> None:
         text = redact(json.dumps(record, ensure_ascii=False, default=str))
+        data = memoryview((text + "\n").encode("utf-8"))
         with self._lock:
             if self._file is None:
                 raise ValueError(f"session log {self.session_id} is closed")
-            self._file.write(text + "\n")  # one write: a crash tears at most this line
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            # one write(2) of the whole line, bypassing the text layer's 8 KiB chunks: a
+            # kill -9 then tears at most this (unreported) line, and rarely
+            fd = self._file.fileno()
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
             if record.get("kind") == "turn":
                 self.turns += 1
 
