@@ -51,8 +51,9 @@ ensure_system_packages() {
 
 # python3 -m venv fails on Debian/Ubuntu until python3-venv (ensurepip) is installed
 ensure_venv() {
-  if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
-    echo "the existing $VENV is broken (python moved?): recreating it"
+  # a venv whose python moved, or one left without pip by a failed `python3 -m venv`
+  if [ -e "$VENV" ] && ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    echo "the existing $VENV is broken: recreating it"
     rm -rf "$VENV"
   fi
   if [ ! -x "$VENV/bin/python" ]; then
