@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from voicecli.config import (
     DEFAULT_KEYS,
@@ -447,3 +449,46 @@ def test_example_documents_every_field() -> None:
             missing.append(path)
     assert not missing, f"config.example.toml does not document: {missing}"
     assert any(k.startswith("profiles.") for k in documented)
+
+
+# --- robustness -------------------------------------------------------------------------
+
+_leaf_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**6), max_value=10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["none", "", "server_vad", "semantic-vad", "audio", "ws://127.0.0.1:1", "q"]),
+    st.lists(st.sampled_from(["audio", "text", 1]), max_size=3),
+)
+_key_names = st.sampled_from(
+    sorted({p.split(".")[-1] for p in all_keys()} | {"session", "connection", "bogus", "NAME"})
+)
+
+
+def _tables(depth: int) -> st.SearchStrategy[Any]:
+    if depth == 0:
+        return _leaf_values
+    return st.dictionaries(_key_names, st.one_of(_leaf_values, _tables(depth - 1)), max_size=4)
+
+
+_documents = st.dictionaries(
+    st.sampled_from(
+        ["turn_mode", "keys", "profiles", "connection", "session", "audio", "vad", "storage", "x"]
+    ),
+    _tables(3),
+    max_size=4,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=_documents)
+def test_any_document_loads_or_fails_with_one_line(doc: dict[str, Any]) -> None:
+    try:
+        cfg = load_config(env={}, overrides=doc, user_file=False)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+        assert str(exc).startswith("command line: ")
+    else:
+        cfg.session_payload()  # whatever loaded can be sent
