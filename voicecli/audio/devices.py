@@ -1,0 +1,198 @@
+"""Audio devices through PortAudio (``sounddevice``), imported lazily.
+
+``import sounddevice`` fails with an ``OSError`` when the PortAudio shared library is
+missing (the Linux wheel does not bundle it); :func:`sounddevice_module` turns that into
+:class:`PortAudioMissing`, whose message says what to install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Literal
+
+Kind = Literal["input", "output"]
+PREFERRED_RATE = 24_000
+
+INSTALL_HINT = (
+    "PortAudio is not installed: install it (Debian/Ubuntu: apt install libportaudio2; "
+    "Fedora: dnf install portaudio; macOS: brew install portaudio)"
+)
+
+
+class PortAudioMissing(RuntimeError):
+    """The PortAudio library cannot be loaded; the message says what to install."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(INSTALL_HINT)
+        self.detail = detail
+
+
+class DeviceNotFound(LookupError):
+    """No device (or more than one) matches the configured one; lists the candidates."""
+
+
+class AudioDeviceError(OSError):
+    """A device could not be opened or stopped working."""
+
+
+class AudioDeviceLost(AudioDeviceError):
+    """A stream's device disappeared (unplugged, server gone) while in use."""
+
+
+_sd: ModuleType | None = None
+
+
+def sounddevice_module() -> ModuleType:
+    """The ``sounddevice`` module, or :class:`PortAudioMissing`."""
+    global _sd
+    if _sd is None:
+        try:
+            import sounddevice
+        except OSError as exc:
+            raise PortAudioMissing(str(exc)) from None
+        _sd = sounddevice
+    return _sd
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One PortAudio device; ``hostapi`` is the host API's name (ALSA, CoreAudio...)."""
+
+    index: int
+    name: str
+    hostapi: str
+    max_input_channels: int
+    max_output_channels: int
+    default_samplerate: float
+    is_default_input: bool
+    is_default_output: bool
+
+    def supports(self, kind: Kind) -> bool:
+        """Whether the device has channels of that kind."""
+        return (self.max_input_channels if kind == "input" else self.max_output_channels) > 0
+
+
+def _default_indices(sd: Any) -> tuple[int, int]:
+    """PortAudio's default input and output indices (-1: none)."""
+    found: list[int] = []
+    for kind, value in zip(("input", "output"), sd.default.device, strict=False):
+        if isinstance(value, int) and value >= 0:
+            found.append(value)
+            continue
+        try:
+            found.append(int(sd.query_devices(kind=kind)["index"]))
+        except Exception:  # no default device of that kind
+            found.append(-1)
+    return found[0], found[1]
+
+
+def list_devices() -> list[DeviceInfo]:
+    """Every device PortAudio reports, with default marks."""
+    sd = sounddevice_module()
+    devices = sd.query_devices()
+    hostapis = sd.query_hostapis()
+    default_in, default_out = _default_indices(sd)
+    out: list[DeviceInfo] = []
+    for index, dev in enumerate(devices):
+        api = int(dev.get("hostapi", -1))
+        api_name = str(hostapis[api]["name"]) if 0 <= api < len(hostapis) else ""
+        out.append(
+            DeviceInfo(
+                index=int(dev.get("index", index)),
+                name=str(dev["name"]),
+                hostapi=api_name,
+                max_input_channels=int(dev["max_input_channels"]),
+                max_output_channels=int(dev["max_output_channels"]),
+                default_samplerate=float(dev["default_samplerate"]),
+                is_default_input=index == default_in,
+                is_default_output=index == default_out,
+            )
+        )
+    return out
+
+
+def _candidates(devices: Sequence[DeviceInfo], kind: Kind) -> str:
+    names = [f"{d.index}: {d.name}" for d in devices if d.supports(kind)]
+    return "; ".join(names) if names else "none"
+
+
+def find_device(spec: int | str | None, kind: Kind) -> int | None:
+    """Resolve a configured device to a PortAudio index.
+
+    ``None`` (or an empty string) is the system default and returns None. An int, or a
+    string of digits, is an index; any other string is a case-insensitive substring of
+    the name (an exact name wins over substrings). No match, several matches, or a device
+    without ``kind`` channels raise :class:`DeviceNotFound` naming the candidates.
+    Raises :class:`PortAudioMissing` when PortAudio is not installed.
+    """
+    devices = list_devices()
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        return None
+    if isinstance(spec, int) or spec.strip().isdigit():
+        index = int(spec)
+        match = [d for d in devices if d.index == index]
+        if not match:
+            raise DeviceNotFound(
+                f"no {kind} device #{index}; {kind} devices: {_candidates(devices, kind)}"
+            )
+        if not match[0].supports(kind):
+            raise DeviceNotFound(
+                f"device #{index} ({match[0].name}) has no {kind} channels; "
+                f"{kind} devices: {_candidates(devices, kind)}"
+            )
+        return index
+    wanted = spec.strip().lower()
+    usable = [d for d in devices if d.supports(kind)]
+    exact = [d for d in usable if d.name.lower() == wanted]
+    found = exact or [d for d in usable if wanted in d.name.lower()]
+    if len(found) == 1:
+        return found[0].index
+    if not found:
+        raise DeviceNotFound(
+            f"no {kind} device matches {spec!r}; {kind} devices: {_candidates(devices, kind)}"
+        )
+    listed = "; ".join(f"{d.index}: {d.name}" for d in found)
+    raise DeviceNotFound(
+        f"{spec!r} matches {len(found)} {kind} devices ({listed}): use an index or a longer name"
+    )
+
+
+def choose_rate(device: int | None, kind: Kind, channels: int = 1) -> int:
+    """24 kHz when the device accepts it, else its default sample rate."""
+    sd = sounddevice_module()
+    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+    try:
+        check(device=device, channels=channels, dtype="int16", samplerate=PREFERRED_RATE)
+        return PREFERRED_RATE
+    except Exception:  # PortAudioError or ValueError: not supported
+        info = sd.query_devices(device, kind=kind)
+        return int(info["default_samplerate"])
+
+
+def format_device_table(devices: Sequence[DeviceInfo]) -> str:
+    """A plain table for ``voicecli devices``: index, channels, defaults, name."""
+    if not devices:
+        return "no audio devices found\n"
+    rows = [("#", "in", "out", "rate", "default", "name")]
+    for d in devices:
+        defaults = (("input", d.is_default_input), ("output", d.is_default_output))
+        marks = [m for m, on in defaults if on]
+        name = f"{d.name} ({d.hostapi})" if d.hostapi else d.name
+        rows.append(
+            (
+                str(d.index),
+                str(d.max_input_channels),
+                str(d.max_output_channels),
+                f"{d.default_samplerate:.0f}",
+                ",".join(marks),
+                name,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines) + "\n"

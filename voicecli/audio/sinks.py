@@ -1,0 +1,565 @@
+"""Audio sinks: where the assistant's 24 kHz mono int16 audio is played.
+
+Every sink counts, per response part ``(item_id, content_index)``, how much audio was
+actually *heard*: :meth:`AudioSink.played_ms` is what the engine truncates an
+interrupted reply to. :class:`NullSink` plays instantly (or in real time, clocked by
+``time.monotonic``), exactly. :class:`DeviceSink` plays through PortAudio: the engine's
+writes go to a bounded ring buffer, the callback copies from the ring (no allocation)
+and notes which ring positions it handed to the device and when they reach the DAC
+(``outputBufferDacTime``), so a sample counts as played once its DAC time has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from voicecli.audio.devices import (
+    AudioDeviceError,
+    choose_rate,
+    find_device,
+    sounddevice_module,
+)
+from voicecli.audio.dsp import StreamResampler, as_int16, rms_dbfs
+from voicecli.audio.ring import RingBuffer
+from voicecli.audio.wav import WavWriter
+
+RATE = 24_000
+LEVEL_BLOCK = RATE // 50  # 20 ms: the resolution of level_dbfs
+SILENCE_DBFS = -120.0
+
+Int16Array = np.ndarray[Any, np.dtype[np.int16]]
+Key = tuple[str, int]
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class AudioSink(Protocol):
+    """Plays the assistant's audio and reports how much of each part was heard."""
+
+    @property
+    def is_playing(self) -> bool:
+        """Audio is queued or still coming out of the speaker."""
+        ...
+
+    @property
+    def level_dbfs(self) -> float | None:
+        """The level of what the speaker plays right now; None when silent."""
+        ...
+
+    def write(self, pcm: bytes | Int16Array, item_id: str, content_index: int = 0) -> None:
+        """Queue 24 kHz mono int16 audio of one response part. Never blocks."""
+        ...
+
+    def flush(self, fade: bool = True) -> None:
+        """Stop: drop everything not yet played (``fade``: a few ms fade-out first)."""
+        ...
+
+    async def drained(self) -> None:
+        """Return once everything written has been played (or flushed)."""
+        ...
+
+    def played_ms(self, item_id: str, content_index: int = 0) -> int:
+        """Milliseconds of that part heard so far (at the speaker)."""
+        ...
+
+    async def start(self) -> None:
+        """Get ready to play (writing also starts a sink)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the device; the counts stay readable."""
+        ...
+
+
+def _as_samples(pcm: bytes | Int16Array) -> Int16Array:
+    if isinstance(pcm, (bytes, bytearray, memoryview)):
+        raw = bytes(pcm)
+        if len(raw) % 2:
+            log.warning("dropping a trailing odd byte of audio")
+            raw = raw[:-1]
+        return np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False)
+    return as_int16(pcm).reshape(-1)
+
+
+class _Ledger:
+    """Maps absolute sample positions to response parts and counts what was played.
+
+    Positions only grow. Samples in ``[start, end)`` written for a part form a segment;
+    ranges that were flushed unplayed are *discards*. Given the play position ``pos``
+    (everything before it either played or discarded), a part's played count is its
+    segments' overlap with ``[0, pos)`` minus discards. Settled segments are folded into
+    per-part totals, so the bookkeeping stays as small as what is in flight.
+    """
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._segments: deque[list[Any]] = deque()  # [start, end, key]
+        self._discards: deque[tuple[int, int]] = deque()
+        self._levels: deque[tuple[int, int, float]] = deque()  # [start, end) -> dBFS
+        self._settled: dict[Key, int] = {}
+
+    def add(self, start: int, samples: Int16Array, key: Key) -> None:
+        n = len(samples)
+        if n == 0:
+            return
+        last = self._segments[-1] if self._segments else None
+        if last is not None and last[2] == key and last[1] == start:
+            last[1] = start + n
+        else:
+            self._segments.append([start, start + n, key])
+        step = self.rate // 50
+        for i in range(0, n, step):
+            piece = samples[i : i + step]
+            self._levels.append((start + i, start + i + len(piece), rms_dbfs(piece)))
+
+    def discard(self, start: int, end: int) -> None:
+        if end > start:
+            self._discards.append((start, end))
+
+    def _discarded(self, start: int, end: int) -> int:
+        return sum(max(0, min(end, b) - max(start, a)) for a, b in self._discards)
+
+    def _settle(self, pos: int) -> None:
+        while self._segments and self._segments[0][1] <= pos:
+            start, end, key = self._segments.popleft()
+            heard = (end - start) - self._discarded(start, end)
+            self._settled[key] = self._settled.get(key, 0) + heard
+        floor = self._segments[0][0] if self._segments else pos
+        while self._discards and self._discards[0][1] <= floor:
+            self._discards.popleft()
+        while self._levels and self._levels[0][1] <= pos:
+            self._levels.popleft()
+
+    def played(self, key: Key, pos: int) -> int:
+        """Samples of ``key`` played before ``pos``."""
+        self._settle(pos)
+        total = self._settled.get(key, 0)
+        for start, end, seg_key in self._segments:
+            if start >= pos:
+                break
+            if seg_key == key:
+                stop = min(end, pos)
+                total += (stop - start) - self._discarded(start, stop)
+        return total
+
+    def level(self, pos: int) -> float | None:
+        """The level of the 20 ms around ``pos`` (None: nothing written there)."""
+        self._settle(pos)
+        for start, end, dbfs in self._levels:
+            if start <= pos < end:
+                if any(a <= pos < b for a, b in self._discards):
+                    return None
+                return dbfs if dbfs > SILENCE_DBFS else None
+            if start > pos:
+                break
+        return None
+
+
+class NullSink:
+    """Plays nowhere. ``realtime=False``: every sample counts as played the moment it is
+    written. ``realtime=True``: plays at 24 kHz on the monotonic clock (what the event
+    loop uses), so a flush mid-reply leaves exactly the elapsed part played."""
+
+    rate = RATE
+
+    def __init__(self, realtime: bool = False) -> None:
+        self.realtime = realtime
+        self._ledger = _Ledger(RATE)
+        self._written = 0  # absolute position after the last sample written
+        self._base_pos = 0  # realtime: position at which playing (re)started...
+        self._base_time: float | None = None  # ...and when; None: idle
+
+    def _position(self) -> int:
+        if not self.realtime or self._base_time is None:
+            return self._written
+        pos = self._base_pos + int((time.monotonic() - self._base_time) * self.rate)
+        if pos >= self._written:
+            self._base_time = None
+            return self._written
+        return pos
+
+    @property
+    def is_playing(self) -> bool:
+        """Realtime only: written audio is still being played out."""
+        return self._position() < self._written
+
+    @property
+    def level_dbfs(self) -> float | None:
+        """The level at the play position (realtime only; None when silent)."""
+        pos = self._position()
+        return self._ledger.level(pos) if pos < self._written else None
+
+    def write(self, pcm: bytes | Int16Array, item_id: str, content_index: int = 0) -> None:
+        """Queue audio of one part (played at once unless realtime)."""
+        samples = _as_samples(pcm)
+        if not len(samples):
+            return
+        if self.realtime and self._position() >= self._written:
+            self._base_pos, self._base_time = self._written, time.monotonic()
+        self._ledger.add(self._written, samples, (item_id, content_index))
+        self._written += len(samples)
+
+    def flush(self, fade: bool = True) -> None:
+        """Drop what has not been played (exact: no fade tail is counted)."""
+        pos = self._position()
+        self._ledger.discard(pos, self._written)
+        self._base_time = None
+
+    async def drained(self) -> None:
+        """Wait until the written audio has played out."""
+        while True:
+            left = self._written - self._position()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left / self.rate, 0.05))
+
+    def played_ms(self, item_id: str, content_index: int = 0) -> int:
+        """Milliseconds of the part played so far (exact, rounded down)."""
+        played = self._ledger.played((item_id, content_index), self._position())
+        return played * 1000 // self.rate
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class WavFileSink(NullSink):
+    """Plays into a WAV file (24 kHz mono): everything written, as written (instantly)."""
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(realtime=False)
+        self.path = Path(path)
+        self._writer: WavWriter | None = None
+
+    def write(self, pcm: bytes | Int16Array, item_id: str, content_index: int = 0) -> None:
+        """Append the audio to the file and count it as played."""
+        samples = _as_samples(pcm)
+        if self._writer is None:
+            self._writer = WavWriter(self.path, RATE, 1)
+        self._writer.write(samples)
+        super().write(samples, item_id, content_index)
+
+    async def start(self) -> None:
+        """Create the file now (it is created on the first write otherwise)."""
+        if self._writer is None:
+            self._writer = WavWriter(self.path, RATE, 1)
+
+    async def close(self) -> None:
+        """Finish the WAV header."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class DeviceSink:
+    """Plays through a PortAudio output device.
+
+    ``device``: an index, a name substring or None (the default output), resolved now:
+    a missing device raises :class:`~voicecli.audio.devices.DeviceNotFound`, a device
+    that cannot be opened :class:`~voicecli.audio.devices.AudioDeviceError` and no
+    PortAudio :class:`~voicecli.audio.devices.PortAudioMissing`. ``latency``: seconds
+    of device buffer (PortAudio's suggested latency); audio already handed to the device
+    cannot be recalled, so a flush is silent after about that long. ``prebuffer_ms``:
+    after silence, playback waits for this much audio (or this long) so network jitter
+    does not underrun. ``buffer_s``: the ring the callback reads; more waits on the
+    event loop. ``rate``: force a device rate (default: 24 kHz if accepted, else the
+    device's own, resampled on the event loop). The stream starts on the first write.
+    """
+
+    def __init__(
+        self,
+        device: int | str | None = None,
+        *,
+        latency: float = 0.2,
+        prebuffer_ms: float = 60.0,
+        buffer_s: float = 2.0,
+        block_ms: float = 10.0,
+        fade_ms: float = 5.0,
+        rate: int | None = None,
+    ) -> None:
+        sd = sounddevice_module()
+        self.device = find_device(device, kind="output")
+        self.rate = rate or choose_rate(self.device, "output")
+        self.latency = latency
+        self.block = max(1, round(self.rate * block_ms / 1000))
+        self._resampler = StreamResampler(RATE, self.rate) if self.rate != RATE else None
+        self._resampled_key: Key | None = None
+        self._ring = RingBuffer(max(self.block * 4, round(buffer_s * self.rate)))
+        self._pending: deque[tuple[Int16Array, Key]] = deque()
+        self._ledger = _Ledger(self.rate)
+        self._timer: asyncio.TimerHandle | None = None
+        self._started = False
+        self._dead: str | None = None
+        self.underflows = 0  # PortAudio output underflow flags
+
+        # shared with the callback; every access holds _lock (a few µs at most)
+        self._lock = threading.Lock()
+        cap = 1024
+        self._rec_dac = np.zeros(cap, dtype=np.float64)
+        self._rec_start = np.zeros(cap, dtype=np.int64)
+        self._rec_n = np.zeros(cap, dtype=np.int64)
+        self._rec_head = 0
+        self._rec_count = 0
+        self._credited = 0  # ring position up to which everything was heard (or dropped)
+        self._out_end = 0  # ring position after the last sample handed to the device
+        self._cb_discards: list[tuple[int, int]] = []
+        self._flush_at = 0  # the callback drops ring samples before this position
+        self._flush_fade = True
+
+        # callback-only state
+        self._idle = True
+        self._wait_since = -1.0
+        self._prebuffer = round(self.rate * prebuffer_ms / 1000)
+        self._prebuffer_s = prebuffer_ms / 1000
+        fade = max(1, round(self.rate * fade_ms / 1000))
+        self._ramp_in = np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)
+        self._ramp_out = self._ramp_in[::-1].copy()
+
+        self._channels = 1
+        self._stream: Any = None
+        last: Exception | None = None
+        for channels in (1, 2):
+            try:
+                self._stream = sd.OutputStream(
+                    device=self.device,
+                    samplerate=self.rate,
+                    channels=channels,
+                    dtype="int16",
+                    blocksize=self.block,
+                    latency=latency,
+                    callback=self._callback,
+                    finished_callback=self._finished,
+                )
+                self._channels = channels
+                break
+            except (sd.PortAudioError, ValueError) as exc:
+                last = exc
+        if self._stream is None:
+            raise AudioDeviceError(f"cannot open the speaker: {last}")
+
+    # -- PortAudio thread --------------------------------------------------------------
+
+    def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        if status.output_underflow:
+            self.underflows += 1
+        out = outdata[:, 0]
+        now = time_info.currentTime
+        dac = time_info.outputBufferDacTime
+        if dac <= 0.0:  # the host API does not report it
+            dac = now + self.latency
+        ring = self._ring
+        start = ring.total_read
+        n = 0
+        flush_at = self._flush_at
+        if start < flush_at:
+            if self._flush_fade and not self._idle:
+                n = ring.read_into(out, limit=min(len(self._ramp_out), flush_at - start))
+                seg = out[:n]
+                np.multiply(seg, self._ramp_out[:n], out=seg, casting="unsafe")
+            ring.discard_until(flush_at)
+            self._idle = True
+            with self._lock:
+                self._cb_discards.append((start + n, flush_at))
+        else:
+            available = len(ring)
+            if self._idle and available < self._prebuffer and available > 0:
+                if self._wait_since < 0:
+                    self._wait_since = now
+                if now - self._wait_since < self._prebuffer_s:
+                    available = 0  # keep waiting for the prebuffer
+            if available > 0:
+                n = ring.read_into(out)
+                if self._idle:
+                    k = min(n, len(self._ramp_in))
+                    seg = out[:k]
+                    np.multiply(seg, self._ramp_in[:k], out=seg, casting="unsafe")
+                    self._idle = False
+                    self._wait_since = -1.0
+                if n < frames:
+                    self._idle = True  # ran dry: the next audio fades in again
+        if n < frames:
+            out[n:] = 0
+        if self._channels > 1:
+            outdata[:, 1:] = outdata[:, :1]
+        with self._lock:
+            cap = len(self._rec_dac)
+            # credit records whose audio has fully left the DAC
+            while self._rec_count:
+                h = self._rec_head
+                end_t = self._rec_dac[h] + self._rec_n[h] / self.rate
+                if end_t > now and self._rec_count < cap:
+                    break
+                self._credited = int(self._rec_start[h] + self._rec_n[h])
+                self._rec_head = (h + 1) % cap
+                self._rec_count -= 1
+            if n:
+                i = (self._rec_head + self._rec_count) % cap
+                self._rec_dac[i] = dac
+                self._rec_start[i] = start
+                self._rec_n[i] = n
+                self._rec_count += 1
+                self._out_end = start + n
+
+    def _finished(self) -> None:
+        if self._dead is None:
+            self._dead = "the speaker stream stopped"
+
+    # -- event loop --------------------------------------------------------------------
+
+    def _position(self) -> int:
+        """Ring position heard so far (at the DAC), with flushes folded into the ledger."""
+        now = 0.0
+        if self._stream is not None and self._started:
+            with contextlib.suppress(Exception):  # a dead stream has no clock: credited only
+                now = float(self._stream.time)
+        with self._lock:
+            pos = self._credited
+            cap = len(self._rec_dac)
+            for j in range(self._rec_count):
+                i = (self._rec_head + j) % cap
+                dac = float(self._rec_dac[i])
+                if dac > now:
+                    break
+                heard = min(int(self._rec_n[i]), int((now - dac) * self.rate))
+                pos = int(self._rec_start[i]) + heard
+            discards, self._cb_discards = self._cb_discards, []
+        for a, b in discards:
+            self._ledger.discard(a, b)
+        return pos
+
+    def _pump(self) -> None:
+        """Move waiting audio into the ring as space allows."""
+        while self._pending:
+            samples, key = self._pending[0]
+            at = self._ring.total_written
+            n = self._ring.write(samples)
+            self._ledger.add(at, samples[:n], key)
+            if n < len(samples):
+                self._pending[0] = (samples[n:], key)
+                break
+            self._pending.popleft()
+        if self._pending and self._timer is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: pumped on next call
+                loop = asyncio.get_running_loop()
+                delay = self._ring.capacity / self.rate / 4
+                self._timer = loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._pump()
+
+    def _start_stream(self) -> None:
+        if self._started or self._dead is not None:
+            return
+        sd = sounddevice_module()
+        try:
+            self._stream.start()
+        except sd.PortAudioError as exc:
+            self._dead = f"cannot start the speaker: {exc}"
+            log.error("%s", self._dead)
+            return
+        self._started = True
+
+    @property
+    def is_playing(self) -> bool:
+        """Audio is waiting, in the ring, or in the device buffer not yet heard."""
+        if self._dead is not None:
+            return False
+        self._pump()
+        return bool(self._pending) or len(self._ring) > 0 or self._position() < self._out_end
+
+    @property
+    def level_dbfs(self) -> float | None:
+        """The level of what is at the speaker now (20 ms resolution); None: silent."""
+        pos = self._position()
+        return self._ledger.level(pos) if pos < self._out_end else None
+
+    def write(self, pcm: bytes | Int16Array, item_id: str, content_index: int = 0) -> None:
+        """Queue audio (starting the stream if needed). Never blocks."""
+        if self._dead is not None:
+            return
+        samples = _as_samples(pcm)
+        key = (item_id, content_index)
+        if self._resampler is not None:
+            if self._resampled_key is not None and key != self._resampled_key:
+                tail = self._resampler.flush()
+                if len(tail):
+                    self._pending.append((tail, self._resampled_key))
+            self._resampled_key = key
+            samples = self._resampler.process(samples)
+        if len(samples):
+            self._pending.append((samples, key))
+        self._start_stream()
+        self._pump()
+
+    def flush(self, fade: bool = True) -> None:
+        """Drop everything not handed to the device yet; the callback fades out over at
+        most ``fade_ms`` of its next block. What the device already holds still plays
+        (and is counted when heard)."""
+        self._pending.clear()
+        if self._resampler is not None:
+            self._resampler.reset()
+            self._resampled_key = None
+        with self._lock:
+            self._flush_fade = fade
+            self._flush_at = self._ring.total_written
+
+    async def drained(self) -> None:
+        """Wait until everything written has been heard (or flushed)."""
+        while self.is_playing:
+            if (
+                self._resampler is not None
+                and self._resampled_key is not None
+                and not self._pending
+                and len(self._ring) == 0
+            ):
+                tail = self._resampler.flush()  # end of the part: its last few ms
+                if len(tail):
+                    self._pending.append((tail, self._resampled_key))
+                self._resampled_key = None
+                self._pump()
+            await asyncio.sleep(0.01)
+
+    def played_ms(self, item_id: str, content_index: int = 0) -> int:
+        """Milliseconds of the part heard at the speaker so far."""
+        played = self._ledger.played((item_id, content_index), self._position())
+        return played * 1000 // self.rate
+
+    async def start(self) -> None:
+        """Start the stream (silence until audio is written)."""
+        self._start_stream()
+        if self._dead is not None:
+            raise AudioDeviceError(self._dead)
+
+    async def close(self) -> None:
+        """Stop the stream; what was not yet heard is not counted."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        self._position()  # fold the last flushes in while the clock is readable
+        sd = sounddevice_module()
+
+        def close() -> None:
+            with contextlib.suppress(sd.PortAudioError):
+                stream.abort(ignore_errors=True)
+            with contextlib.suppress(sd.PortAudioError):
+                stream.close(ignore_errors=True)
+
+        await asyncio.to_thread(close)
+        self._dead = "closed"
+        self._pending.clear()

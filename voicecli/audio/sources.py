@@ -1,0 +1,317 @@
+"""Audio sources: 20 ms blocks of 24 kHz mono int16 for the engine.
+
+A source is an async context manager whose :meth:`AudioSource.blocks` yields blocks of
+:data:`BLOCK_SAMPLES` samples. :class:`DeviceSource` is a microphone through PortAudio:
+the callback only copies the block and hands it to the event loop; resampling to 24 kHz
+happens on the loop, never in the audio thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from voicecli.audio.devices import (
+    AudioDeviceError,
+    AudioDeviceLost,
+    DeviceNotFound,
+    choose_rate,
+    find_device,
+    sounddevice_module,
+)
+from voicecli.audio.dsp import StreamResampler
+from voicecli.audio.wav import read_wav_24k_mono
+
+RATE = 24_000
+BLOCK_MS = 20
+BLOCK_SAMPLES = RATE * BLOCK_MS // 1000  # 480
+
+Int16Array = np.ndarray[Any, np.dtype[np.int16]]
+
+
+@runtime_checkable
+class AudioSource(Protocol):
+    """Where the user's audio comes from. ``realtime``: blocks arrive on the source's
+    own clock (a microphone) rather than as fast as they are consumed (a file)."""
+
+    realtime: bool
+
+    async def __aenter__(self) -> AudioSource: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def blocks(self) -> AsyncIterator[Int16Array]:
+        """20 ms blocks of 24 kHz mono int16 until the source ends."""
+        ...
+
+
+class _Blocker:
+    """Re-chunks a stream of int16 arrays into fixed-size blocks (one buffer, reused)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._buf: Int16Array = np.zeros(size, dtype=np.int16)
+        self._fill = 0
+
+    def push(self, samples: Int16Array) -> list[Int16Array]:
+        out: list[Int16Array] = []
+        pos = 0
+        while pos < len(samples):
+            take = min(self.size - self._fill, len(samples) - pos)
+            self._buf[self._fill : self._fill + take] = samples[pos : pos + take]
+            self._fill += take
+            pos += take
+            if self._fill == self.size:
+                out.append(self._buf.copy())
+                self._fill = 0
+        return out
+
+
+class DeviceSource:
+    """A microphone through PortAudio, as 20 ms 24 kHz mono int16 blocks.
+
+    ``device``: an index, a name substring or None (the default input); resolved when
+    the source is entered. The native rate is 24 kHz when the device accepts it, else
+    the device's default rate, resampled on the event loop. At most ``max_queue_blocks``
+    blocks wait for the consumer; beyond that the oldest are dropped (``dropped``).
+    ``overflows`` counts every loss: PortAudio input overflows plus dropped blocks.
+    When the device stops delivering (unplugged, sound server gone) for
+    ``stall_timeout_s`` (the first block may take ``start_timeout_s``), iteration raises
+    :class:`AudioDeviceLost` instead of waiting forever.
+    """
+
+    realtime = True
+
+    def __init__(
+        self,
+        device: int | str | None = None,
+        *,
+        block_ms: int = BLOCK_MS,
+        max_queue_blocks: int = 100,
+        start_timeout_s: float = 5.0,
+        stall_timeout_s: float = 2.0,
+    ) -> None:
+        if block_ms <= 0 or max_queue_blocks <= 0:
+            raise ValueError("block_ms and max_queue_blocks must be positive")
+        self.device = device
+        self.block_ms = block_ms
+        self.max_queue_blocks = max_queue_blocks
+        self.start_timeout_s = start_timeout_s
+        self.stall_timeout_s = stall_timeout_s
+        self.rate = 0  # the device's rate, known once entered
+        self.input_overflows = 0  # PortAudio's input overflow flags
+        self.dropped = 0  # blocks dropped because the consumer fell behind
+        self.callbacks = 0  # PortAudio callbacks so far (the first one means audio flows)
+        self._stream: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: deque[Int16Array] = deque()
+        self._ready = asyncio.Event()
+        self._finished = False
+        self._resampler: StreamResampler | None = None
+        self._first_callback = asyncio.Event()
+
+    @property
+    def overflows(self) -> int:
+        """Occasions audio was lost: PortAudio overflows plus dropped blocks."""
+        return self.input_overflows + self.dropped
+
+    async def __aenter__(self) -> DeviceSource:
+        sd = sounddevice_module()
+        try:
+            index = find_device(self.device, kind="input")
+        except DeviceNotFound as exc:
+            raise AudioDeviceError(f"microphone: {exc}") from None
+        self.rate = choose_rate(index, "input")
+        self._loop = asyncio.get_running_loop()
+        self._queue.clear()
+        self._ready = asyncio.Event()
+        self._first_callback = asyncio.Event()
+        self._finished = False
+        self._resampler = StreamResampler(self.rate, RATE) if self.rate != RATE else None
+        try:
+            self._stream = sd.InputStream(
+                device=index,
+                samplerate=self.rate,
+                channels=1,
+                dtype="int16",
+                blocksize=self.rate * self.block_ms // 1000,
+                latency="low",
+                callback=self._callback,
+                finished_callback=self._finished_callback,
+            )
+            self._stream.start()
+        except sd.PortAudioError as exc:
+            await self._close_stream()
+            raise AudioDeviceError(f"cannot open the microphone: {exc}") from None
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close_stream()
+
+    async def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        sd = sounddevice_module()
+
+        def close() -> None:
+            with contextlib.suppress(sd.PortAudioError):
+                stream.abort(ignore_errors=True)
+            with contextlib.suppress(sd.PortAudioError):
+                stream.close(ignore_errors=True)
+
+        # Pa_AbortStream can take a few ms (or longer on a dying server): not on the loop
+        await asyncio.to_thread(close)
+
+    # -- PortAudio thread ------------------------------------------------------------
+
+    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
+        if status.input_overflow:
+            self.input_overflows += 1
+        block = indata[:, 0].copy()  # ~2 KB; PortAudio reuses indata after we return
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed under us
+                loop.call_soon_threadsafe(self._deliver, block)
+
+    def _finished_callback(self) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._on_finished)
+
+    # -- event loop ------------------------------------------------------------------
+
+    def _deliver(self, block: Int16Array) -> None:
+        self.callbacks += 1
+        self._first_callback.set()
+        if len(self._queue) >= self.max_queue_blocks:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(block)
+        self._ready.set()
+
+    def _on_finished(self) -> None:
+        self._finished = True
+        self._ready.set()
+
+    async def wait_started(self, timeout: float | None = None) -> None:
+        """Wait for the first PortAudio callback (audio is flowing)."""
+        await asyncio.wait_for(self._first_callback.wait(), timeout)
+
+    async def blocks(self) -> AsyncIterator[Int16Array]:
+        """20 ms 24 kHz blocks; raises :class:`AudioDeviceLost` if the device goes away."""
+        if self._stream is None:
+            raise RuntimeError("DeviceSource.blocks() outside 'async with'")
+        blocker = _Blocker(BLOCK_SAMPLES)
+        while True:
+            while not self._queue:
+                if self._finished or self._stream is None:
+                    raise AudioDeviceLost("the microphone stopped (device lost)")
+                self._ready.clear()
+                timeout = self.stall_timeout_s if self.callbacks else self.start_timeout_s
+                try:
+                    await asyncio.wait_for(self._ready.wait(), timeout)
+                except asyncio.TimeoutError:
+                    raise AudioDeviceLost(
+                        f"the microphone delivered no audio for {timeout:g} s (device lost?)"
+                    ) from None
+            raw = self._queue.popleft()
+            samples = self._resampler.process(raw) if self._resampler is not None else raw
+            for block in blocker.push(samples):
+                yield block
+
+
+class WavFileSource:
+    """A WAV file as 20 ms 24 kHz blocks (any rate/channels, converted on open).
+
+    ``realtime``: paced like a microphone (block *k* at start + *k* x 20 ms); otherwise
+    as fast as consumed. The last block is padded with silence to full length.
+    """
+
+    def __init__(self, path: Path | str, realtime: bool = True) -> None:
+        self.path = Path(path)
+        self.realtime = realtime
+        self._samples: Int16Array | None = None
+
+    async def __aenter__(self) -> WavFileSource:
+        self._samples = read_wav_24k_mono(self.path)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._samples = None
+
+    async def blocks(self) -> AsyncIterator[Int16Array]:
+        """The file's blocks; see the class docstring for pacing."""
+        samples = self._samples if self._samples is not None else read_wav_24k_mono(self.path)
+        start = time.monotonic()
+        for k, pos in enumerate(range(0, len(samples), BLOCK_SAMPLES)):
+            block = samples[pos : pos + BLOCK_SAMPLES]
+            if len(block) < BLOCK_SAMPLES:
+                block = np.concatenate([block, np.zeros(BLOCK_SAMPLES - len(block), np.int16)])
+            if self.realtime:
+                delay = start + k * BLOCK_MS / 1000 - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif k % 50 == 49:
+                await asyncio.sleep(0)  # let the socket tasks run between seconds of audio
+            yield np.ascontiguousarray(block)
+
+
+class NullSource:
+    """Silence: ``seconds`` of it (None: until closed), paced in real time unless
+    ``realtime`` is False (then as fast as consumed)."""
+
+    def __init__(self, seconds: float | None = None, *, realtime: bool = True) -> None:
+        self.seconds = seconds
+        self.realtime = realtime
+        self.overflows = 0
+
+    async def __aenter__(self) -> NullSource:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    async def blocks(self) -> AsyncIterator[Int16Array]:
+        """Blocks of zeros (a fresh array each: consumers may keep them)."""
+        total = None if self.seconds is None else round(self.seconds * 1000 / BLOCK_MS)
+        start = time.monotonic()
+        k = 0
+        while total is None or k < total:
+            if self.realtime:
+                delay = start + k * BLOCK_MS / 1000 - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif k % 50 == 49:
+                await asyncio.sleep(0)
+            yield np.zeros(BLOCK_SAMPLES, dtype=np.int16)
+            k += 1
