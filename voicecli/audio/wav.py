@@ -202,6 +202,9 @@ def write_wav(
     pcm = _pcm_bytes(samples, channels)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a WAV is an ordinary file
         with os.fdopen(fd, "wb") as f:
             f.write(_header(rate, channels, len(pcm)))
             f.write(pcm)
