@@ -325,7 +325,7 @@ class DeviceSink:
         self._prebuffer_s = prebuffer_ms / 1000
         fade = max(1, round(self.rate * fade_ms / 1000))
         self._ramp_in = np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)
-        self._ramp_out = self._ramp_in[::-1].copy()
+        self._ramp_out = (1.0 - self._ramp_in).astype(np.float32)  # 1 -> 1/fade
 
         self._channels = 1
         self._stream: Any = None

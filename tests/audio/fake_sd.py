@@ -1,0 +1,77 @@
+"""A stand-in for the ``sounddevice`` module: streams whose callbacks the test drives,
+so the callback logic is checked deterministically without PortAudio."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class PortAudioError(Exception):
+    pass
+
+
+@dataclass
+class TimeInfo:
+    currentTime: float
+    outputBufferDacTime: float = 0.0
+    inputBufferAdcTime: float = 0.0
+
+
+@dataclass
+class Status:
+    input_overflow: bool = False
+    output_underflow: bool = False
+
+
+class _Stream:
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self.callback = kwargs["callback"]
+        self.finished_callback = kwargs.get("finished_callback")
+        self.started = False
+        self.closed = False
+        self.time = 0.0
+        FakeSoundDevice.streams.append(self)
+
+    def start(self) -> None:
+        self.started = True
+
+    def abort(self, ignore_errors: bool = True) -> None:
+        self.started = False
+
+    def close(self, ignore_errors: bool = True) -> None:
+        self.closed = True
+
+
+class OutputStream(_Stream):
+    def pull(self, frames: int, now: float, dac_delay: float = 0.2) -> np.ndarray:
+        """Run one callback at stream time ``now``; returns what it wrote."""
+        out = np.full((frames, self.kwargs["channels"]), 12345, dtype=np.int16)
+        self.callback(out, frames, TimeInfo(now, now + dac_delay), Status())
+        return out[:, 0].copy()
+
+
+class InputStream(_Stream):
+    def push(self, block: np.ndarray, overflow: bool = False) -> None:
+        self.callback(
+            block.reshape(-1, 1), len(block), TimeInfo(0.0), Status(input_overflow=overflow)
+        )
+
+    def finish(self) -> None:
+        assert self.finished_callback is not None
+        self.finished_callback()
+
+
+class FakeSoundDevice:
+    """Module-like: ``OutputStream``, ``InputStream``, ``PortAudioError``."""
+
+    streams: list[_Stream] = []
+    PortAudioError = PortAudioError
+    OutputStream = OutputStream
+    InputStream = InputStream
+
+    def __init__(self) -> None:
+        FakeSoundDevice.streams = []

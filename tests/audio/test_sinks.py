@@ -1,0 +1,268 @@
+"""Sinks without a sound card: NullSink's exact accounting (instant and real time), the
+ledger behind played_ms, WavFileSink, and DeviceSink's callback driven by hand through
+a fake ``sounddevice`` (DAC-time crediting, prebuffer, fades, flush, resampling)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.audio.conftest import tone
+from tests.audio.fake_sd import FakeSoundDevice, OutputStream
+from voicecli.audio import sinks
+from voicecli.audio.sinks import AudioSink, DeviceSink, NullSink, WavFileSink, _Ledger
+from voicecli.audio.wav import read_wav_24k_mono
+
+RATE = 24_000
+
+
+def test_null_sink_counts_everything_played_at_once() -> None:
+    sink = NullSink()
+    assert isinstance(sink, AudioSink)
+    sink.write(tone(440, 0.5).tobytes(), "a", 0)
+    sink.write(tone(440, 0.25), "b", 1)
+    sink.write(np.zeros(7, np.int16), "a", 0)  # 7 samples: 0.29 ms
+    assert not sink.is_playing
+    assert sink.played_ms("a", 0) == (12000 + 7) * 1000 // RATE == 500
+    assert sink.played_ms("b", 1) == 250
+    assert sink.played_ms("b", 0) == 0 and sink.played_ms("zzz") == 0
+    assert sink.level_dbfs is None  # nothing is audible for any length of time
+    sink.flush()
+    assert sink.played_ms("a", 0) == 500  # flushing after the fact changes nothing
+
+
+async def test_null_sink_drained_returns_at_once() -> None:
+    sink = NullSink()
+    sink.write(tone(440, 2.0), "a")
+    await asyncio.wait_for(sink.drained(), 0.05)
+
+
+def test_odd_byte_count_drops_only_the_last_byte() -> None:
+    sink = NullSink()
+    sink.write(b"\x00\x01" * 240 + b"\x07", "a")
+    assert sink.played_ms("a") == 10
+
+
+async def test_realtime_null_sink_plays_at_real_time_and_flush_stops_it() -> None:
+    sink = NullSink(realtime=True)
+    sink.write(tone(300, 1.0, dbfs=-6.0), "a", 0)
+    assert sink.is_playing
+    t0 = time.monotonic()
+    await asyncio.sleep(0.2)
+    level = sink.level_dbfs
+    assert level is not None and -12 < level < -6  # a -6 dBFS peak sine is -9 dB RMS
+    sink.flush(fade=True)
+    elapsed_ms = (time.monotonic() - t0) * 1000
+    played = sink.played_ms("a", 0)
+    assert 180 <= played <= elapsed_ms + 1
+    assert not sink.is_playing and sink.level_dbfs is None
+    await asyncio.sleep(0.05)
+    assert sink.played_ms("a", 0) == played  # nothing plays after the flush
+    # the next reply starts from the flush point and plays out exactly
+    sink.write(tone(300, 0.1), "b", 0)
+    await asyncio.wait_for(sink.drained(), 1.0)
+    assert sink.played_ms("b", 0) == 100
+    assert sink.played_ms("a", 0) == played
+
+
+async def test_realtime_null_sink_drained_takes_the_audio_length() -> None:
+    sink = NullSink(realtime=True)
+    t0 = time.monotonic()
+    for _ in range(3):
+        sink.write(np.zeros(2400, np.int16), "a")
+    await sink.drained()
+    assert 0.29 <= time.monotonic() - t0 < 0.45
+    assert sink.played_ms("a") == 300
+
+
+def test_ledger_interleaved_parts_with_discards() -> None:
+    led = _Ledger(RATE)
+    led.add(0, np.zeros(100, np.int16), ("a", 0))
+    led.add(100, np.zeros(50, np.int16), ("a", 1))
+    led.add(150, np.zeros(100, np.int16), ("a", 0))
+    led.discard(180, 250)  # flushed unplayed
+    led.add(250, np.zeros(40, np.int16), ("b", 0))
+    # the play position only grows
+    assert led.played(("a", 0), 120) == 100
+    assert led.played(("a", 1), 120) == 20
+    assert led.played(("b", 0), 270) == 20
+    assert led.played(("a", 0), 300) == 100 + 30
+    assert led.played(("a", 1), 300) == 50
+    assert led.played(("b", 0), 400) == 40
+    assert led.played(("a", 0), 400) == 130  # settled totals stay
+
+
+async def test_wav_file_sink_writes_what_is_played(tmp_path: Any) -> None:
+    path = tmp_path / "out.wav"
+    sink = WavFileSink(path)
+    await sink.start()
+    sink.write(tone(440, 0.1).tobytes(), "a")
+    sink.write(tone(880, 0.05), "b")
+    assert sink.played_ms("a") == 100 and sink.played_ms("b") == 50
+    await sink.close()
+    assert np.array_equal(
+        read_wav_24k_mono(path), np.concatenate([tone(440, 0.1), tone(880, 0.05)])
+    )
+
+
+# -- DeviceSink through a fake sounddevice ---------------------------------------------
+
+
+@pytest.fixture
+def fake_sd(monkeypatch: pytest.MonkeyPatch) -> FakeSoundDevice:
+    fake = FakeSoundDevice()
+    monkeypatch.setattr(sinks, "sounddevice_module", lambda: fake)
+    monkeypatch.setattr(sinks, "find_device", lambda spec, kind: None)
+    monkeypatch.setattr(sinks, "choose_rate", lambda device, kind: RATE)
+    return fake
+
+
+def device_sink(fake: FakeSoundDevice, **kwargs: Any) -> tuple[DeviceSink, OutputStream]:
+    sink = DeviceSink(None, **kwargs)
+    stream = fake.streams[-1]
+    assert isinstance(stream, OutputStream)
+    return sink, stream
+
+
+def ramp_signal(n: int) -> np.ndarray:
+    return (1000 + np.arange(n) % 20000).astype(np.int16)
+
+
+def test_device_sink_plays_bit_exact_and_credits_at_dac_time(fake_sd: FakeSoundDevice) -> None:
+    sink, stream = device_sink(fake_sd, latency=0.2, prebuffer_ms=0)
+    assert stream.kwargs["samplerate"] == RATE and stream.kwargs["latency"] == 0.2
+    data = ramp_signal(4800)
+    sink.write(data.tobytes(), "a", 0)
+    assert stream.started and sink.is_playing
+    out = [stream.pull(240, now=0.01 * k, dac_delay=0.2) for k in range(20)]
+    played = np.concatenate(out)
+    fade = len(sink._ramp_in)
+    assert np.array_equal(played[fade:], data[fade:])  # only the fade-in differs
+    assert np.all(np.abs(played[:fade].astype(int)) <= np.abs(data[:fade].astype(int)))
+    # the first block reaches the DAC at 0.2 s; at 0.255 s 55 ms have been heard
+    stream.time = 0.195
+    assert sink.played_ms("a", 0) == 0
+    stream.time = 0.255
+    assert sink.played_ms("a", 0) == 55
+    stream.time = 0.45
+    assert sink.played_ms("a", 0) == 200
+    assert not sink.is_playing
+
+
+def test_device_sink_flush_fades_within_one_block_and_drops_the_rest(
+    fake_sd: FakeSoundDevice,
+) -> None:
+    sink, stream = device_sink(fake_sd, latency=0.1, prebuffer_ms=0, fade_ms=5)
+    sink.write(np.full(24_000, 10_000, np.int16), "a", 0)
+    for k in range(10):  # 100 ms handed to the device
+        stream.pull(240, now=0.01 * k, dac_delay=0.1)
+    sink.flush(fade=True)
+    block = stream.pull(240, now=0.1, dac_delay=0.1)
+    fade = block[:120].astype(int)
+    assert fade[0] == 10_000 and np.all(np.diff(fade) <= 0) and fade[-1] < 200
+    assert np.all(block[120:] == 0)
+    assert np.all(stream.pull(240, now=0.11, dac_delay=0.1) == 0)
+    stream.time = 1.0
+    assert sink.played_ms("a", 0) == 105  # 100 ms plus the 5 ms fade
+    assert not sink.is_playing
+    # a new part after the flush plays from its start
+    sink.write(np.full(2400, 5000, np.int16), "b", 0)
+    got = np.concatenate([stream.pull(240, now=1.0 + 0.01 * k, dac_delay=0.1) for k in range(10)])
+    assert np.all(got[120:] == 5000)
+    stream.time = 2.0
+    assert sink.played_ms("b", 0) == 100 and sink.played_ms("a", 0) == 105
+
+
+def test_device_sink_flush_without_fade_is_immediate(fake_sd: FakeSoundDevice) -> None:
+    sink, stream = device_sink(fake_sd, prebuffer_ms=0)
+    sink.write(np.full(4800, 7000, np.int16), "a")
+    stream.pull(240, now=0.0)
+    sink.flush(fade=False)
+    assert np.all(stream.pull(240, now=0.01) == 0)
+    stream.time = 1.0
+    assert sink.played_ms("a") == 10
+
+
+def test_device_sink_waits_for_the_prebuffer_then_starts(fake_sd: FakeSoundDevice) -> None:
+    sink, stream = device_sink(fake_sd, prebuffer_ms=60)
+    sink.write(np.full(480, 3000, np.int16), "a")  # 20 ms < 60 ms prebuffer
+    assert np.all(stream.pull(240, now=0.0) == 0)
+    assert np.all(stream.pull(240, now=0.03) == 0)
+    sink.write(np.full(960, 3000, np.int16), "a")  # now 60 ms: start
+    first = stream.pull(240, now=0.04)
+    assert first[-1] == 3000
+    # a short tail never reaching the prebuffer still plays once it waited that long
+    sink2, stream2 = device_sink(fake_sd, prebuffer_ms=60)
+    sink2.write(np.full(240, 3000, np.int16), "t")
+    assert np.all(stream2.pull(240, now=0.0) == 0)
+    assert np.all(stream2.pull(240, now=0.05) == 0)
+    assert stream2.pull(240, now=0.07)[-1] == 3000
+
+
+def test_device_sink_level_follows_what_is_at_the_dac(fake_sd: FakeSoundDevice) -> None:
+    sink, stream = device_sink(fake_sd, prebuffer_ms=0)
+    sink.write(np.zeros(2400, np.int16), "a")
+    sink.write(tone(500, 0.1, dbfs=-6.0), "a")
+    for k in range(20):
+        stream.pull(240, now=0.01 * k, dac_delay=0.2)
+    stream.time = 0.25  # 50 ms into the zeros at the DAC
+    assert sink.level_dbfs is None
+    stream.time = 0.35  # 50 ms into the tone
+    level = sink.level_dbfs
+    assert level is not None and -10 < level < -8
+
+
+def test_device_sink_ring_overflow_waits_on_the_loop(fake_sd: FakeSoundDevice) -> None:
+    sink, stream = device_sink(fake_sd, prebuffer_ms=0, buffer_s=0.1)
+    data = ramp_signal(12_000)
+    sink.write(data, "a")  # 500 ms into a 100 ms ring: the rest waits
+    assert len(sink._ring) == 2400 and sink._pending
+    got = []
+    for k in range(50):
+        got.append(stream.pull(240, now=0.01 * k))
+        assert sink.is_playing  # reading the state tops the ring up
+    played = np.concatenate(got)
+    assert np.array_equal(played[200:], data[200:])
+
+
+def test_device_sink_resamples_for_a_device_without_24k(
+    fake_sd: FakeSoundDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sinks, "choose_rate", lambda device, kind: 48_000)
+    sink, stream = device_sink(fake_sd, prebuffer_ms=0)
+    assert stream.kwargs["samplerate"] == 48_000 and stream.kwargs["blocksize"] == 480
+    sink.write(tone(1000, 0.5), "a")
+    sink.write(tone(1000, 0.2), "b")  # a new part: the first one's tail is flushed in
+    out = np.concatenate([stream.pull(480, now=0.01 * k, dac_delay=0.0) for k in range(60)])
+    stream.time = 10.0
+    assert abs(sink.played_ms("a") - 500) <= 10
+    spectrum = np.abs(np.fft.rfft(out[4800:19200].astype(float)))
+    assert abs(np.argmax(spectrum) * 48_000 / 14_400 - 1000) < 10
+
+
+def test_device_sink_open_failure_is_an_oserror(
+    fake_sd: FakeSoundDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(**kwargs: Any) -> None:
+        raise fake_sd.PortAudioError("Invalid sample rate")
+
+    monkeypatch.setattr(fake_sd, "OutputStream", refuse)
+    with pytest.raises(OSError, match="cannot open the speaker: Invalid sample rate"):
+        DeviceSink(None)
+
+
+async def test_device_sink_stream_death_does_not_hang_drained(fake_sd: FakeSoundDevice) -> None:
+    sink, stream = device_sink(fake_sd, prebuffer_ms=0)
+    sink.write(tone(440, 1.0), "a")
+    stream.pull(240, now=0.0)
+    assert stream.finished_callback is not None
+    stream.finished_callback()  # the sound server went away
+    await asyncio.wait_for(sink.drained(), 0.5)
+    assert not sink.is_playing
+    sink.write(tone(440, 0.1), "b")  # ignored, not an error
+    await sink.close()
+    assert stream.closed
