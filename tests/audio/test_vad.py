@@ -50,7 +50,8 @@ def test_onset_and_end_match_the_known_boundaries(
 def test_two_utterances_are_two_turns(speech_two: Speech) -> None:
     events = [ev for ev, _ in run(Endpointer(), with_tail(speech_two))]
     assert [type(e) for e in events] == [SpeechStart, SpeechEnd, SpeechStart, SpeechEnd]
-    for (start, end), (onset, offset) in zip(zip(events[::2], events[1::2]), speech_two.spans_ms):
+    pairs = zip(events[::2], events[1::2], strict=True)
+    for (start, end), (onset, offset) in zip(pairs, speech_two.spans_ms, strict=True):
         assert onset - 10 <= start.t_ms <= onset + 30
         assert offset - 30 <= end.t_ms <= offset + 10
 

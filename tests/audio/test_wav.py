@@ -87,7 +87,9 @@ def test_stereo_is_mixed_down(tmp_path: Path) -> None:
     path2 = stdlib_wav(tmp_path / "s2.wav", encode(same, 2), 48_000, 2, 2)
     mixed = read_wav_24k_mono(path2)
     assert len(mixed) == 7_200
-    assert rms_dbfs(mixed[500:-500]) == pytest.approx(rms_dbfs(encode_i16(left)[1000:-1000]), abs=0.2)
+    assert rms_dbfs(mixed[500:-500]) == pytest.approx(
+        rms_dbfs(encode_i16(left)[1000:-1000]), abs=0.2
+    )
 
 
 def encode_i16(x: np.ndarray) -> np.ndarray:
@@ -119,7 +121,9 @@ def extensible_or_float(path: Path, x: np.ndarray, *, tag: int, bits: int, rate:
 @pytest.mark.parametrize(("tag", "bits"), [(3, 32), (0xFFFE, 32), (0xFFFE, 16)])
 def test_float_and_extensible_files(tmp_path: Path, tag: int, bits: int) -> None:
     x = sine(1000, 0.25, 16_000)
-    pcm = read_wav_24k_mono(extensible_or_float(tmp_path / "f.wav", x, tag=tag, bits=bits, rate=16_000))
+    pcm = read_wav_24k_mono(
+        extensible_or_float(tmp_path / "f.wav", x, tag=tag, bits=bits, rate=16_000)
+    )
     assert abs(len(pcm) - 6_000) <= 1
     assert peak_freq(pcm[500:-500], 24_000) == pytest.approx(1000, abs=4)
 
@@ -130,7 +134,7 @@ def test_bad_files_raise_one_clear_wav_error(tmp_path: Path) -> None:
         "text.wav": (b"hello, not audio at all", "not a WAV file"),
         "nofmt.wav": (b"RIFF\x04\x00\x00\x00WAVE", "no fmt chunk"),
     }
-    good = (tmp_path / "good.wav")
+    good = tmp_path / "good.wav"
     write_wav(good, tone(440, 0.1))
     raw = good.read_bytes()
     cases["nodata.wav"] = (raw[:36], "no data chunk")
