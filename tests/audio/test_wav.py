@@ -38,14 +38,14 @@ def stdlib_wav(path: Path, frames: bytes, rate: int, channels: int, width: int) 
 def encode(x: np.ndarray, width: int) -> bytes:
     """float [-1, 1] samples as little-endian PCM of ``width`` bytes (8-bit unsigned)."""
     if width == 1:
-        return np.clip(np.rint(x * 127 + 128), 0, 255).astype(np.uint8).tobytes()
+        return bytes(np.clip(np.rint(x * 127 + 128), 0, 255).astype(np.uint8).tobytes())
     if width == 2:
-        return np.rint(x * 32767).astype("<i2").tobytes()
+        return bytes(np.rint(x * 32767).astype("<i2").tobytes())
     if width == 3:
         v = np.rint(x * (2**23 - 1)).astype(np.int32)
         b = v.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]
-        return b.tobytes()
-    return np.rint(x * (2**31 - 1)).astype("<i4").tobytes()
+        return bytes(b.tobytes())
+    return bytes(np.rint(x * (2**31 - 1)).astype("<i4").tobytes())
 
 
 def peak_freq(x: np.ndarray, rate: int) -> float:
@@ -93,7 +93,8 @@ def test_stereo_is_mixed_down(tmp_path: Path) -> None:
 
 
 def encode_i16(x: np.ndarray) -> np.ndarray:
-    return np.rint(x * 32767).astype(np.int16)
+    out: np.ndarray = np.rint(x * 32767).astype(np.int16)
+    return out
 
 
 def extensible_or_float(path: Path, x: np.ndarray, *, tag: int, bits: int, rate: int) -> Path:
