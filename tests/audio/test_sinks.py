@@ -75,7 +75,7 @@ async def test_realtime_null_sink_drained_takes_the_audio_length() -> None:
     for _ in range(3):
         sink.write(np.zeros(2400, np.int16), "a")
     await sink.drained()
-    assert 0.29 <= time.monotonic() - t0 < 0.45
+    assert 0.29 <= time.monotonic() - t0 < 0.8
     assert sink.played_ms("a") == 300
 
 
@@ -266,3 +266,12 @@ async def test_device_sink_stream_death_does_not_hang_drained(fake_sd: FakeSound
     sink.write(tone(440, 0.1), "b")  # ignored, not an error
     await sink.close()
     assert stream.closed
+
+
+def test_bookkeeping_stays_bounded_over_a_long_session() -> None:
+    sink = NullSink()
+    for i in range(2000):  # 200 s of audio in 100 parts
+        sink.write(np.ones(2400, np.int16), f"item_{i // 20}", 0)
+    assert sink.played_ms("item_99", 0) == 2000
+    ledger = sink._ledger
+    assert len(ledger._segments) == 0 and len(ledger._levels) == 0 and not ledger._discards

@@ -58,7 +58,7 @@ async def test_wav_file_source_realtime_pacing(tmp_path: Path) -> None:
     got = await collect(WavFileSource(tmp_path / "c.wav"))
     elapsed = time.monotonic() - t0
     assert len(got) == 15
-    assert 0.27 <= elapsed < 0.45  # block k at k x 20 ms: the last at 280 ms
+    assert 0.27 <= elapsed < 0.8  # block k at k x 20 ms: the last at 280 ms
 
 
 async def test_null_source_silence_fast_or_paced() -> None:
@@ -66,7 +66,7 @@ async def test_null_source_silence_fast_or_paced() -> None:
     assert len(got) == 5 and not any(b.any() for b in got)
     t0 = time.monotonic()
     got = await collect(NullSource(), limit=11)  # endless, paced: 11 blocks take 200 ms
-    assert 0.19 <= time.monotonic() - t0 < 0.35
+    assert 0.19 <= time.monotonic() - t0 < 0.7
 
 
 # -- DeviceSource through a fake sounddevice -------------------------------------------

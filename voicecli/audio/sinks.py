@@ -129,7 +129,8 @@ class _Ledger:
     def _discarded(self, start: int, end: int) -> int:
         return sum(max(0, min(end, b) - max(start, a)) for a, b in self._discards)
 
-    def _settle(self, pos: int) -> None:
+    def settle(self, pos: int) -> None:
+        """Fold everything before ``pos`` into the per-part totals (bounded memory)."""
         while self._segments and self._segments[0][1] <= pos:
             start, end, key = self._segments.popleft()
             heard = (end - start) - self._discarded(start, end)
@@ -142,7 +143,7 @@ class _Ledger:
 
     def played(self, key: Key, pos: int) -> int:
         """Samples of ``key`` played before ``pos``."""
-        self._settle(pos)
+        self.settle(pos)
         total = self._settled.get(key, 0)
         for start, end, seg_key in self._segments:
             if start >= pos:
@@ -154,7 +155,7 @@ class _Ledger:
 
     def level(self, pos: int) -> float | None:
         """The level of the 20 ms around ``pos`` (None: nothing written there)."""
-        self._settle(pos)
+        self.settle(pos)
         for start, end, dbfs in self._levels:
             if start <= pos < end:
                 if any(a <= pos < b for a, b in self._discards):
@@ -208,6 +209,7 @@ class NullSink:
             self._base_pos, self._base_time = self._written, time.monotonic()
         self._ledger.add(self._written, samples, (item_id, content_index))
         self._written += len(samples)
+        self._ledger.settle(self._position())
 
     def flush(self, fade: bool = True) -> None:
         """Drop what has not been played (exact: no fade tail is counted)."""
@@ -503,6 +505,7 @@ class DeviceSink:
             self._pending.append((samples, key))
         self._start_stream()
         self._pump()
+        self._ledger.settle(self._position())
 
     def flush(self, fade: bool = True) -> None:
         """Drop everything not handed to the device yet; the callback fades out over at
