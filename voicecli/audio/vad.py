@@ -6,8 +6,8 @@ pre-roll it hands back is the original 24 kHz audio that goes to the API.
 
 webrtcvad alone is not enough, for two measured reasons:
 
-* it has a built-in hangover: after any speech it keeps saying "speech" for 2-5
-  more frames (60-180 ms at 30 ms frames, depending on the mode). A 20 ms click
+* it has a built-in hangover: after any speech it keeps saying "speech" for 2-6
+  more 30 ms frames (60-180 ms measured, depending on the mode). A 20 ms click
   becomes four voiced 30 ms frames in a row, so "3 voiced frames" would start a
   turn on every click, and every end would come 100-185 ms late;
 * its noise model starts untrained: the first 60-220 ms of plain background noise
