@@ -119,7 +119,9 @@ FAST = Backoff(initial=0.02, cap=0.1)
 
 
 def history_records(data_dir: Path) -> list[dict[str, Any]]:
+    """The turn records of every session log under ``data_dir`` (headers left out)."""
     out: list[dict[str, Any]] = []
     for path in sorted(data_dir.rglob("*.jsonl")):
-        out.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
+        records = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+        out.extend(r for r in records if r.get("kind") == "turn")
     return out
