@@ -10,8 +10,10 @@ def test_accepts_valid_client_event() -> None:
 
 
 def test_rejects_unknown_nested_key() -> None:
-    with pytest.raises(StrictValidationError, match="session.bogus"):
-        validate_client_event({"type": "session.update", "session": {"type": "realtime", "bogus": 1}})
+    with pytest.raises(StrictValidationError, match=r"session\.bogus"):
+        validate_client_event(
+            {"type": "session.update", "session": {"type": "realtime", "bogus": 1}}
+        )
 
 
 def test_rejects_unknown_type() -> None:

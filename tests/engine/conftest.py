@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from voicecli.audio.wav import write_wav
 from voicecli.config import Config, load_config
-
 from voicecli.engine import Engine
 from voicecli.engine.engine import Backoff
 from voicecli.protocol.notifications import Notification
