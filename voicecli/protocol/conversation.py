@@ -47,6 +47,9 @@ MAX_ERRORS = 100
 MAX_SENT_REMEMBERED = 4096
 """Client event ids remembered for correlating errors (the newest)."""
 
+INTERNAL_ERROR = "internal error"
+"""Prefix of an :class:`UnhandledEvent` reason when folding hit a bug, not bad input."""
+
 BETA_ALIASES: Mapping[str, str] = {
     "conversation.item.created": "conversation.item.added",
     "response.audio.delta": "response.output_audio.delta",
@@ -287,6 +290,8 @@ class Conversation:
             return handler(event)
         except _Malformed as exc:
             return [UnhandledEvent(raw_type, str(exc))]
+        except Exception as exc:  # a bug here must not end the session; the fuzz tests hunt it
+            return [UnhandledEvent(raw_type, f"{INTERNAL_ERROR}: {exc!r}")]
 
     # -- session, errors, limits -------------------------------------------------------------
 
@@ -386,7 +391,7 @@ class Conversation:
             child = self._items.get(child_id)
             if child is None or child.previous_item_id != item.id:
                 continue  # deleted or re-placed since
-            family = self._followers(child_id)
+            family = self._followers(child_id) - {item.id}  # a cycle leads back to it
             block = [i for i in self._order if i in family]
             self._order = [i for i in self._order if i not in family]
             at = self._order.index(item.id) + 1
