@@ -393,3 +393,21 @@ def test_audio_delta_pcm_is_decoded() -> None:
     pcm = bytes(range(200))
     notes = conv.apply({**delta, "delta": base64.b64encode(pcm).decode()})
     assert notes == [AudioDelta("r1", "a1", 0, pcm)]
+
+
+def test_interleaved_deltas_of_two_responses_stay_apart() -> None:
+    conv = Conversation()
+    conv.apply(wire.session_created())
+    first = wire.spoken_response("r1", "a1", None, ["alpha", "beta", "gamma"])
+    second = wire.spoken_response("r2", "a2", "a1", ["one", "two", "three"])
+    mixed = [e for pair in zip(first, second, strict=True) for e in pair]
+    notes = feed(conv, mixed)
+    assert not [n for n in notes if isinstance(n, UnhandledEvent)]
+    assert [(i.id, i.text) for i in conv.items] == [
+        ("a1", "alpha beta gamma"),
+        ("a2", "one two three"),
+    ]
+    assert {n.response_id for n in notes if isinstance(n, ResponseDone)} == {"r1", "r2"}
+    audio = [(n.response_id, n.item_id) for n in notes if isinstance(n, AudioDelta)]
+    assert audio.count(("r1", "a1")) == 3 and audio.count(("r2", "a2")) == 3
+    assert conv.active_response_id is None
