@@ -38,10 +38,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.engine.conftest import utterance
 from voicecli.audio.sinks import NullSink
 from voicecli.config import Config, load_config
-
-from tests.engine.conftest import utterance
 from voicecli.engine import Engine, EventLogged
 from voicecli.engine.bargein import truncate_point
 from voicecli.protocol.notifications import Notification, ResponseDone

@@ -4,8 +4,8 @@ Drives the same :class:`~voicecli.engine.Engine` as the TUI: a WAV file (or the
 microphone with ``--mic``) is the source, a null sink (or the speaker with ``--play``)
 the sink. Prints ``you: ...`` and ``assistant: ...`` to stdout, writes the reply audio
 to ``--out`` and every wire event (audio elided) to ``--transcript``. Exit status 0
-when the response completed (or the user interrupted it by speaking); otherwise 1
-with one line on stderr.
+when the response completed (or the user interrupted it by speaking); 2 when the input
+WAV or an audio device cannot be used; otherwise 1. Failures print one line on stderr.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from typing import IO, Any
 
 import numpy as np
 
+from voicecli.audio.devices import AudioDeviceError, DeviceNotFound, PortAudioMissing
 from voicecli.audio.sinks import AudioSink, NullSink
 from voicecli.audio.sources import AudioSource, WavFileSource
 from voicecli.audio.wav import WavError, read_wav_24k_mono, write_wav
 from voicecli.config import Config
-from voicecli.engine import Engine, EventLogged, Notice, TurnLogged
+from voicecli.engine import Engine, EventLogged, Notice, StatusChanged, TurnLogged
 from voicecli.engine.engine import Backoff
 from voicecli.engine.status import TurnMode
 from voicecli.protocol.notifications import (
@@ -51,6 +52,15 @@ class AskFailed(Exception):
     """One clear line for stderr."""
 
 
+class DeviceFailed(AskFailed):
+    """The microphone or the speaker cannot be used (exit status 2)."""
+
+
+def _one_line(text: object) -> str:
+    """PortAudio messages may span lines; stderr gets exactly one."""
+    return " ".join(str(text).split())
+
+
 class _Ask:
     """Collects what the engine reports and decides when the ask is over."""
 
@@ -64,12 +74,18 @@ class _Ask:
         self.logged: set[str] = set()
         self.interrupted = False
         """The user spoke over the reply (a cancel or truncate was sent)."""
+        self.committed = False
+        """The question was sent in full (its commit went out)."""
+        self.mic_failed = False
+        """The microphone could not be opened, or was lost before the question ended."""
         self.changed = asyncio.Event()
 
     def on_note(self, note: Notification) -> None:
         if isinstance(note, EventLogged):
             if note.direction == "sent" and note.event.get("type") in _INTERRUPTIONS:
                 self.interrupted = True
+            if note.direction == "sent" and note.event.get("type") == "input_audio_buffer.commit":
+                self.committed = True
             if self.transcript is not None:
                 self.transcript.write(json.dumps({"direction": note.direction, **note.event}))
                 self.transcript.write("\n")
@@ -84,10 +100,17 @@ class _Ask:
         elif isinstance(note, ServerError):
             if note.code not in ("session_expired", "response_cancel_not_active"):
                 self.fail(f"server error: {note.message}")
-        elif isinstance(note, Notice) and note.level == "error":
-            self.fail(note.text)
+        elif isinstance(note, Notice):
+            if note.level == "error" or (self.mic_failed and note.level == "warning"):
+                self.fail(note.text)
         elif isinstance(note, (TranscriptDone, TranscriptFailed)):
             pass
+        elif isinstance(note, StatusChanged):
+            if note.status.mic != "unavailable" or self.committed or self.mic_failed:
+                return
+            # without a question there is nothing to wait for (the engine's notice,
+            # published right after, says why)
+            self.mic_failed = True
         else:
             return
         self.changed.set()
@@ -128,7 +151,7 @@ def _session_changes(config: Config, args: argparse.Namespace) -> Config:
     mode: TurnMode = "local-vad" if args.mic else "push-to-talk"
     changes: dict[str, Any] = {"turn_mode": mode}
     if args.text_only:
-        changes["session"] = dataclasses.replace(config.session, output_modalities=["text"])
+        changes["session"] = dataclasses.replace(config.session, output_modalities=("text",))
     return dataclasses.replace(config, **changes)
 
 
@@ -154,15 +177,23 @@ async def _run(config: Config, args: argparse.Namespace, api_key: str | None) ->
     source: AudioSource
     sink: AudioSink
     if args.mic:
+        from voicecli.audio.devices import find_device
         from voicecli.audio.sources import DeviceSource
 
+        find_device(config.audio.input_device, kind="input")  # fail fast: no such mic
         source = DeviceSource(config.audio.input_device)
     else:
         source = WavFileSource(Path(args.input), realtime=False)
     if args.play:
         from voicecli.audio.sinks import DeviceSink
 
-        sink = DeviceSink(config.audio.output_device)
+        device_sink = DeviceSink(config.audio.output_device, latency=config.audio.output_latency)
+        try:
+            await device_sink.start()
+        except BaseException:
+            await device_sink.close()
+            raise
+        sink = device_sink
     else:
         sink = NullSink()
 
@@ -203,6 +234,8 @@ async def _run(config: Config, args: argparse.Namespace, api_key: str | None) ->
         pcm = np.frombuffer(b"".join(ask.audio), dtype=np.int16)
         write_wav(Path(args.out), pcm)
     if ask.response is None:
+        if ask.mic_failed:
+            raise DeviceFailed(ask.failure or "the microphone is unavailable")
         raise AskFailed(ask.failure or "the connection closed before a response")
     _print_transcript(engine, ask, sys.stdout)
     status = ask.response.status
@@ -225,7 +258,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
         if args.local:
             from voicecli.server import BackgroundServer
 
-            server = BackgroundServer()
+            # record=False: the server must not keep every event of the session
+            server = BackgroundServer(host="127.0.0.1", port=0, record=False)
             config = dataclasses.replace(
                 config,
                 connection=dataclasses.replace(config.connection, url=server.url),
@@ -234,9 +268,16 @@ def run(config: Config, args: argparse.Namespace) -> int:
         else:
             api_key = resolve_api_key(config)
         return asyncio.run(_run(config, args, api_key))
+    except DeviceFailed as exc:
+        print(f"voicecli ask: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except AskFailed as exc:
-        print(f"voicecli ask: {exc}", file=sys.stderr)
+        print(f"voicecli ask: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
+    except (PortAudioMissing, DeviceNotFound, AudioDeviceError) as exc:
+        # their messages name the device (or what to install)
+        print(f"voicecli ask: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except WavError as exc:
         print(f"voicecli ask: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from voicecli.audio.wav import read_wav_24k_mono
 
 from tests.conftest import require
+from voicecli.audio.wav import read_wav_24k_mono
 
 pytestmark = [pytest.mark.audio, pytest.mark.slow]
 

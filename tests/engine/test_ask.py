@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from voicecli.audio.wav import read_wav_24k_mono
 
 from tests.engine.conftest import utterance
+from voicecli.audio.wav import read_wav_24k_mono
 from voicecli.server import BackgroundServer
 
 SECRET = "sk-test-SECRETSECRET"

@@ -9,10 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from voicecli.audio.sinks import NullSink
-from voicecli.audio.sources import NullSource, WavFileSource
-from voicecli.config import Config
-from voicecli.history import SessionLog
 
 from tests.engine.conftest import (
     Recorder,
@@ -22,8 +18,12 @@ from tests.engine.conftest import (
     utterance,
 )
 from tests.sdk_strict import validate_client_event
+from voicecli.audio.sinks import NullSink
+from voicecli.audio.sources import NullSource, WavFileSource
+from voicecli.config import Config
 from voicecli.engine import Engine, EngineStatus, StatusChanged, TurnLogged
 from voicecli.engine.engine import changed_fields, deep_merge
+from voicecli.history import SessionLog
 from voicecli.protocol.notifications import ResponseDone
 from voicecli.server import RealtimeServer
 

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.engine.conftest import FAST, Recorder, history_records, started, stop, utterance
 from voicecli.audio.sinks import NullSink
 from voicecli.audio.sources import WavFileSource
 from voicecli.config import Config
-from voicecli.history import SessionLog
-
-from tests.engine.conftest import FAST, Recorder, history_records, started, stop, utterance
 from voicecli.engine import ConnectionChanged, Engine, Notice, TurnLogged
 from voicecli.engine.engine import Backoff
+from voicecli.history import SessionLog
 from voicecli.protocol.notifications import ResponseDone
 from voicecli.server import Faults, RealtimeServer
 

@@ -13,7 +13,9 @@ Three tasks, each awaiting a queue or a socket (never polling):
   notification to subscribers.
 
 The sender and receiver live as long as one connection; :meth:`Engine.run` reconnects
-with backoff, re-sends the session and replays the conversation.
+with backoff, re-sends the session and replays the conversation. Every task the engine
+starts is awaited (and its exception retrieved) before :meth:`Engine.run` returns, even
+when ``run`` itself is cancelled.
 """
 
 from __future__ import annotations
@@ -25,17 +27,19 @@ import random
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
+from voicecli.audio.devices import AudioDeviceLost, PortAudioMissing
 from voicecli.audio.dsp import rms_dbfs
 from voicecli.audio.echo import EchoGuard
 from voicecli.audio.sinks import AudioSink, NullSink
 from voicecli.audio.sources import AudioSource
 from voicecli.audio.vad import Endpointer, SpeechEnd, SpeechStart
+from voicecli.audio.wav import ConversationRecorder
 from voicecli.config import Config
 from voicecli.connection import Connection, ConnectionLost, FatalServerError
 from voicecli.engine.bargein import PlayedPart, plan_barge_in
@@ -93,6 +97,30 @@ TURN_AUDIO_KEEP_MS = 60_000
 """Audio of the open turn kept for re-sending after a reconnect."""
 
 Subscriber = Callable[[Notification], None]
+_DEVICE_ERRORS = (OSError, LookupError, PortAudioMissing, ValueError)
+"""What opening or using an audio device raises (AudioDeviceError is an OSError,
+DeviceNotFound a LookupError, PortAudioMissing a RuntimeError)."""
+
+
+async def _reap(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait for them all, retrieving every exception (so asyncio
+    never logs "Task exception was never retrieved"); errors other than cancellation
+    are logged. If the caller is cancelled meanwhile, the tasks are still awaited."""
+    pending = [t for t in tasks if t is not None]
+    for task in pending:
+        task.cancel()
+    if not pending:
+        return
+    # shield: a second cancel of the caller must not leave the tasks un-awaited
+    gathered = asyncio.gather(*pending, return_exceptions=True)
+    try:
+        results = await asyncio.shield(gathered)
+    except asyncio.CancelledError:
+        await gathered
+        raise
+    for task, result in zip(pending, results, strict=True):
+        if isinstance(result, Exception):
+            log.debug("%s ended with %r", task.get_name(), result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +133,8 @@ class Backoff:
     max_attempts: int | None = None
 
     def delay(self, attempt: int, rng: random.Random) -> float:
-        return min(self.cap, self.initial * 2 ** max(0, attempt - 1)) * rng.uniform(0.5, 1.0)
+        growth: float = 2.0 ** max(0, attempt - 1)
+        return min(self.cap, self.initial * growth) * rng.uniform(0.5, 1.0)
 
 
 @dataclass(slots=True)
@@ -118,11 +147,21 @@ class _Part:
     truncated: bool = False
 
 
+@dataclass(slots=True)
+class _Recorded:
+    """Assistant audio of one part kept for the conversation recording until heard."""
+
+    pcm: bytearray
+    taken: int = 0
+    """Bytes already handed to the recorder (heard at the speaker)."""
+
+
 def turn_detection_for(mode: TurnMode, config: Config) -> dict[str, Any] | None:
     """The session's ``audio.input.turn_detection`` for a turn mode (None: client decides)."""
     if mode in ("push-to-talk", "local-vad"):
         return None
     td = dict(config.session.turn_detection or {})
+    keys: tuple[str, ...]
     if mode == "server-vad":
         keys = (
             "threshold",
@@ -176,6 +215,11 @@ class Engine:
     beyond ``max_backlog_s`` is dropped; a file source (``live=False``) just waits.
     ``max_turns`` limits the committed user turns (``voicecli ask``: one).
     ``backoff`` governs reconnects (``max_attempts=0``: fail on the first error).
+    :meth:`run` starts the sink and closes it (and the source) when it returns; with
+    ``config.audio.record`` set it records the microphone and what was heard of the
+    assistant to that stereo WAV. A speaker that cannot start, or a microphone that
+    cannot open or is lost mid-conversation, is reported as a :class:`Notice` (and
+    ``status.mic == "unavailable"``); the conversation goes on in text mode.
     Call the action methods on the loop thread; they never block.
     """
 
@@ -220,7 +264,9 @@ class Engine:
             start_frames=config.vad.start_frames,
             frame_ms=config.vad.frame_ms,
         )
-        self._echo = EchoGuard()
+        self._echo = EchoGuard(echo_mode)
+        self._recorder: ConversationRecorder | None = None
+        self._recorded: dict[tuple[str, int], _Recorded] = {}
         self._max_backlog_ms = float(audio.max_backlog_s) * 1000.0
 
         self._subscribers: list[Subscriber] = []
@@ -289,17 +335,17 @@ class Engine:
                 self._history = SessionLog.create(self.config.data_dir, kind="session")
             except OSError as exc:
                 self._publish(Notice("error", f"no session history: {exc}"))
+        await self._start_sink()
+        self._open_recorder()
         mic_task = asyncio.create_task(self._mic_loop(), name="voicecli-mic")
         try:
             await self._connection_loop()
         finally:
-            mic_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await mic_task
-            if self._drain_task is not None:
-                self._drain_task.cancel()
+            await _reap([mic_task] + ([self._drain_task] if self._drain_task else []))
+            self._drain_task = None
             if self._rotate_timer is not None:
                 self._rotate_timer.cancel()
+            await self._close_audio()
             if self._own_history and self._history is not None:
                 self._history.close()
                 self._history = None
@@ -380,6 +426,61 @@ class Engine:
         self._send(event)
         return str(event["event_id"])
 
+    # -- audio lifecycle -------------------------------------------------------------
+
+    async def _start_sink(self) -> None:
+        try:
+            await self._sink.start()
+        except _DEVICE_ERRORS as exc:
+            self._publish(Notice("error", f"speaker unavailable ({exc}): replies are not played"))
+            with contextlib.suppress(Exception):
+                await self._sink.close()
+            self._sink = NullSink()
+
+    def _open_recorder(self) -> None:
+        path = self.config.audio.record
+        if path is None or self._recorder is not None:
+            return
+        try:
+            self._recorder = ConversationRecorder(path)
+        except OSError as exc:
+            self._publish(Notice("error", f"cannot record to {path}: {exc}"))
+
+    async def _close_audio(self) -> None:
+        if self._recorder is not None:
+            self._record_played()
+            try:
+                self._recorder.close()
+            except OSError as exc:
+                self._publish(Notice("error", f"the recording is incomplete: {exc}"))
+            self._recorder = None
+            self._recorded.clear()
+        try:
+            await self._sink.close()
+        except Exception:  # closing must not mask why run() ends
+            log.warning("closing the audio sink failed", exc_info=True)
+
+    def _record_played(self, *, drained: bool = False) -> None:
+        """Hand the recorder the assistant audio heard since the last call (the sink's
+        played-time accounting says how much); ``drained``: all of it was heard."""
+        recorder = self._recorder
+        if recorder is None:
+            return
+        for key, rec in list(self._recorded.items()):
+            heard = len(rec.pcm)
+            if not drained:
+                heard = min(heard, self._sink.played_ms(*key) * BYTES_PER_MS)
+            if heard > rec.taken:
+                recorder.add_assistant(bytes(rec.pcm[rec.taken : heard]))
+                rec.taken = heard
+            if drained:
+                del self._recorded[key]
+
+    def _forget_unplayed(self) -> None:
+        """Playback is being flushed: record what was heard, drop the rest."""
+        self._record_played()
+        self._recorded.clear()
+
     # -- connection lifecycle --------------------------------------------------------
 
     def _default_connection(self) -> Connection:
@@ -445,15 +546,15 @@ class Engine:
         self._connected.set()
         sender = asyncio.create_task(self._send_loop(conn), name="voicecli-send")
         receiver = asyncio.create_task(self._receive_loop(conn), name="voicecli-recv")
-        closing = asyncio.create_task(self._closing.wait())
-        rotate = asyncio.create_task(self._rotate_now.wait())
-        tasks = {sender, receiver, closing, rotate}
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        closing = asyncio.create_task(self._closing.wait(), name="voicecli-closing")
+        rotate = asyncio.create_task(self._rotate_now.wait(), name="voicecli-rotate")
+        tasks = (sender, receiver, closing, rotate)
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # also when run() is cancelled: a receiver left running would fail with
+            # ConnectionLost later, with nobody to retrieve it
+            await _reap(tasks)
         if closing in done:
             return None
         if rotate in done:
@@ -478,6 +579,7 @@ class Engine:
             return
         self._resume_response = True
         self._silenced.add(active)
+        self._forget_unplayed()
         if self._sink.is_playing:
             self._sink.flush(fade=True)
         self._parts.clear()
@@ -759,6 +861,8 @@ class Engine:
             part = self._parts[key] = _Part(note.response_id)
         part.received_bytes += len(note.pcm)
         self._sink.write(note.pcm, note.item_id, note.content_index)
+        if self._recorder is not None:
+            self._recorded.setdefault(key, _Recorded(bytearray())).pcm += note.pcm
         if self._first_audio_at is None:
             self._first_audio_at = time.monotonic()
             self._awaiting_first_audio = key
@@ -877,6 +981,7 @@ class Engine:
     async def _await_drain(self) -> None:
         """Wait for the sink to finish what it holds, then mark playback idle."""
         await self._sink.drained()
+        self._record_played(drained=True)
         self._note_first_sample(final=True)
         self._flush_settled_logs()
         if self.conversation.active_response_id is None and self._status.response in (
@@ -929,6 +1034,7 @@ class Engine:
         )
         if plan is None:
             return
+        self._forget_unplayed()
         if plan.flush:
             self._sink.flush(fade=True)
         for part in self._parts.values():
@@ -997,7 +1103,10 @@ class Engine:
                     overflows = int(getattr(source, "overflows", 0))
                     if overflows != self._status.overflows:
                         self._set_status(overflows=overflows)
-        except (OSError, RuntimeError, ValueError) as exc:
+        except AudioDeviceLost as exc:
+            self._mic_lost(exc)
+            return
+        except _DEVICE_ERRORS as exc:
             self._set_status(mic="unavailable")
             self._publish(Notice("error", f"microphone unavailable: {exc}"))
             return
@@ -1005,17 +1114,30 @@ class Engine:
             self.commit()
         self._set_status(mic="off")
 
+    def _mic_lost(self, exc: AudioDeviceLost) -> None:
+        """The microphone went away mid-conversation: drop the half-said turn (it would
+        be answered as if complete) and go on in text mode."""
+        if self._tc.in_turn:
+            self._do(self._tc.clear())
+        self._set_status(mic="unavailable", vad="silence", mic_level=0.0)
+        self._publish(Notice("warning", f"microphone lost ({exc}): continuing in text mode"))
+
     def _on_block(self, block: np.ndarray[Any, np.dtype[np.int16]]) -> None:
         pcm = block.tobytes()
         level = max(0.0, min(1.0, (rms_dbfs(block) + 60.0) / 60.0))
+        if self._recorder is not None:
+            self._recorder.add_mic(np.zeros_like(block) if self._tc.muted else block)
+            self._record_played()
+        playing = self._sink.is_playing
+        # fed every block, playing or not: the guard counts time in mic samples, so only
+        # then do its window and hold run on after playback stops (and old levels expire)
+        echo_ok = self._echo.user_speaking(block, self._sink.level_dbfs)
         if self._tc.muted:
             self._set_level(0.0)
             return
-        playing = self._sink.is_playing
-        self._tc.playing = playing
-        echo_ok = True
-        if playing and self._tc.echo_mode == "guard":
-            echo_ok = self._echo.user_speaking(block, self._sink.level_dbfs)
+        # the echo reaches the mic after the sink falls silent (device latency, the
+        # room): while the guard still expects it, treat the assistant as audible
+        self._tc.playing = playing or not echo_ok
         actions: list[Action] = []
         covered = False
         for event in self._endpointer.feed(block):
