@@ -95,6 +95,11 @@ LEVEL_INTERVAL_S = 0.05
 """Mic-level-only status updates are coalesced to at most 20 per second."""
 TURN_AUDIO_KEEP_MS = 60_000
 """Audio of the open turn kept for re-sending after a reconnect."""
+RECORD_LEAD_MS = 40
+"""The recording gets assistant audio this far ahead of what was heard: the recorder
+lays it down from the current mic time, so without a lead over the mic block period
+(20 ms) the assistant side would get a few ms of silence wherever the two clocks jitter.
+A barge-in records only what was heard."""
 
 Subscriber = Callable[[Notification], None]
 _DEVICE_ERRORS = (OSError, LookupError, PortAudioMissing, ValueError)
@@ -460,16 +465,17 @@ class Engine:
         except Exception:  # closing must not mask why run() ends
             log.warning("closing the audio sink failed", exc_info=True)
 
-    def _record_played(self, *, drained: bool = False) -> None:
+    def _record_played(self, *, lead_ms: int = 0, drained: bool = False) -> None:
         """Hand the recorder the assistant audio heard since the last call (the sink's
-        played-time accounting says how much); ``drained``: all of it was heard."""
+        played-time accounting says how much) plus ``lead_ms``; ``drained``: all of it
+        was heard."""
         recorder = self._recorder
         if recorder is None:
             return
         for key, rec in list(self._recorded.items()):
             heard = len(rec.pcm)
             if not drained:
-                heard = min(heard, self._sink.played_ms(*key) * BYTES_PER_MS)
+                heard = min(heard, (self._sink.played_ms(*key) + lead_ms) * BYTES_PER_MS)
             if heard > rec.taken:
                 recorder.add_assistant(bytes(rec.pcm[rec.taken : heard]))
                 rec.taken = heard
@@ -510,6 +516,10 @@ class Engine:
             conn = self._connection_factory()
             try:
                 await conn.connect()
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                raise
             except FatalServerError as exc:
                 self._fail(str(exc))
                 return
@@ -523,12 +533,14 @@ class Engine:
                 continue
             self._connection = conn
             attempt = 0
-            reason = await self._serve(conn, replay=not first)
+            try:
+                reason = await self._serve(conn, replay=not first)
+            finally:  # also when run() is cancelled: the socket and its tasks go too
+                self._connection = None
+                self._connected.clear()
+                with contextlib.suppress(Exception):
+                    await conn.close()
             first = False
-            self._connection = None
-            self._connected.clear()
-            with contextlib.suppress(Exception):
-                await conn.close()
             if reason is None:  # closing
                 return
             if self._fatal:
@@ -976,7 +988,9 @@ class Engine:
 
     def _watch_drain(self) -> None:
         if self._drain_task is None or self._drain_task.done():
-            self._drain_task = asyncio.get_running_loop().create_task(self._await_drain())
+            self._drain_task = asyncio.get_running_loop().create_task(
+                self._await_drain(), name="voicecli-drain"
+            )
 
     async def _await_drain(self) -> None:
         """Wait for the sink to finish what it holds, then mark playback idle."""
@@ -1127,7 +1141,7 @@ class Engine:
         level = max(0.0, min(1.0, (rms_dbfs(block) + 60.0) / 60.0))
         if self._recorder is not None:
             self._recorder.add_mic(np.zeros_like(block) if self._tc.muted else block)
-            self._record_played()
+            self._record_played(lead_ms=RECORD_LEAD_MS)
         playing = self._sink.is_playing
         # fed every block, playing or not: the guard counts time in mic samples, so only
         # then do its window and hold run on after playback stops (and old levels expire)
