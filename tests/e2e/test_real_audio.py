@@ -4,10 +4,20 @@ A speech WAV made by espeak-ng is played into the virtual mic (``mic_feed``), vo
 captures it through PortAudio, local VAD commits once, the local server echoes it, the
 reply plays through PortAudio into the null sink ``speaker`` and ``parec`` records it
 from ``speaker.monitor``. Needs PULSE_SERVER (scripts/test starts the daemon).
+
+The virtual mic and speaker are separate null sinks: nothing played reaches the mic, as
+with headphones, and the config says so (``audio.headphones``). With the default echo
+guard the engine would, rightly, take a second utterance no louder than the reply for
+the reply's own echo and not interrupt (see voicecli/audio/echo.py).
+
+Every subprocess is killed if still running and waited for, whatever the outcome: a
+leaked ``ask`` or ``parec`` would hold the audio devices (and its pipes would raise
+ResourceWarning) in the tests after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -53,6 +63,18 @@ def speak(text: str, path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def reaped(proc: subprocess.Popen[Any]) -> Iterator[subprocess.Popen[Any]]:
+    """``proc``, killed on the way out if still running, then waited for (pipes closed)."""
+    with proc:
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            # Popen.__exit__ closes the pipes and waits
+
+
 @pytest.fixture
 def recorder_proc(tmp_path: Path) -> Iterator[Path]:
     raw = tmp_path / "speaker.raw"
@@ -70,15 +92,22 @@ def recorder_proc(tmp_path: Path) -> Iterator[Path]:
             ],
             stdout=out,
         )
-        try:
-            yield raw
-        finally:
-            proc.terminate()
-            proc.wait(5)
+        with reaped(proc):
+            try:
+                yield raw
+            finally:
+                proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(5)
 
 
-def start_ask(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path]:
+@contextlib.contextmanager
+def start_ask(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, Path]]:
     transcript, out = tmp_path / "t.jsonl", tmp_path / "reply.wav"
+    config = tmp_path / "cfg" / "voicecli" / "config.toml"
+    config.parent.mkdir(parents=True)
+    # the virtual devices are acoustically isolated: see the module docstring
+    config.write_text("[audio]\nheadphones = true\n")
     env = dict(os.environ)
     env.update(XDG_DATA_HOME=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "cfg"))
     env.pop("OPENAI_API_KEY", None)
@@ -102,7 +131,8 @@ def start_ask(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path]:
         env=env,
         cwd=tmp_path,
     )
-    return proc, transcript, out
+    with reaped(proc):
+        yield proc, transcript, out
 
 
 def events(transcript: Path) -> list[dict[str, Any]]:
@@ -144,11 +174,11 @@ def best_correlation(recorded: np.ndarray, reference: np.ndarray) -> tuple[float
 
 def test_ask_mic_play_round_trip(audio_env: None, tmp_path: Path, recorder_proc: Path) -> None:
     utt = speak("What is the weather like in Paris today?", tmp_path / "q.wav")
-    proc, transcript, out = start_ask(tmp_path)
-    wait_event(transcript, "session.created")
-    time.sleep(1.0)  # an idle null sink delivers nothing to a new stream for a moment
-    subprocess.run(["paplay", "--device=mic_feed", str(utt)], check=True, timeout=20)
-    stdout, stderr = proc.communicate(timeout=40)
+    with start_ask(tmp_path) as (proc, transcript, out):
+        wait_event(transcript, "session.created")
+        time.sleep(1.0)  # an idle null sink delivers nothing to a new stream for a moment
+        subprocess.run(["paplay", "--device=mic_feed", str(utt)], check=True, timeout=20)
+        stdout, stderr = proc.communicate(timeout=40)
     assert proc.returncode == 0, stderr
     assert "assistant:" in stdout
     sent = [e for e in events(transcript) if e["direction"] == "sent"]
@@ -169,15 +199,15 @@ def test_second_utterance_interrupts_the_reply(
         tmp_path / "q1.wav",
     )
     second = speak("Stop, stop.", tmp_path / "q2.wav")
-    proc, transcript, out = start_ask(tmp_path)
-    wait_event(transcript, "session.created")
-    time.sleep(1.0)
-    subprocess.run(["paplay", "--device=mic_feed", str(first)], check=True, timeout=20)
-    wait_event(transcript, "response.output_audio.delta")
-    time.sleep(0.8)
-    started_second = time.monotonic()
-    subprocess.run(["paplay", "--device=mic_feed", str(second)], check=True, timeout=20)
-    stdout, stderr = proc.communicate(timeout=40)
+    with start_ask(tmp_path) as (proc, transcript, out):
+        wait_event(transcript, "session.created")
+        time.sleep(1.0)
+        subprocess.run(["paplay", "--device=mic_feed", str(first)], check=True, timeout=20)
+        wait_event(transcript, "response.output_audio.delta")
+        time.sleep(0.8)
+        started_second = time.monotonic()
+        subprocess.run(["paplay", "--device=mic_feed", str(second)], check=True, timeout=20)
+        stdout, stderr = proc.communicate(timeout=40)
     assert proc.returncode == 0, stderr
     sent = [e for e in events(transcript) if e["direction"] == "sent"]
     types = [e["type"] for e in sent]
