@@ -187,7 +187,14 @@ async def _run(config: Config, args: argparse.Namespace, api_key: str | None) ->
     if args.play:
         from voicecli.audio.sinks import DeviceSink
 
-        device_sink = DeviceSink(config.audio.output_device, latency=config.audio.output_latency)
+        try:
+            device_sink = DeviceSink(
+                config.audio.output_device, latency=config.audio.output_latency
+            )
+        except (PortAudioMissing, DeviceNotFound, AudioDeviceError):
+            raise
+        except Exception as exc:  # sounddevice's own PortAudioError (no default device...)
+            raise DeviceFailed(f"cannot open the speaker: {exc}") from None
         try:
             await device_sink.start()
         except BaseException:

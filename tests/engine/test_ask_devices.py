@@ -20,6 +20,10 @@ from voicecli.audio.devices import AudioDeviceError, DeviceNotFound, PortAudioMi
 from voicecli.audio.sinks import NullSink
 
 
+class PortAudioError(Exception):
+    """Like sounddevice's: not one of the audio layer's own exceptions."""
+
+
 def ask_args(tmp_path: Path, **flags: Any) -> argparse.Namespace:
     base: dict[str, Any] = {
         "input": None,
@@ -64,6 +68,7 @@ def spy_server(monkeypatch: pytest.MonkeyPatch) -> type[SpyServer]:
         PortAudioMissing("libportaudio.so.2: cannot open shared object file"),
         DeviceNotFound("no output device matches 'hdmi'; output devices: 0: pulse"),
         AudioDeviceError("cannot open the speaker: Invalid sample rate\n[PaErrorCode -9997]"),
+        PortAudioError("Error querying device -1"),
     ],
 )
 def test_a_speaker_that_cannot_open_exits_2_with_one_line(

@@ -259,12 +259,17 @@ async def test_a_lost_microphone_leaves_the_engine_in_text_mode(
     assert mic_states[-1] == "unavailable"
 
 
+class PortAudioError(Exception):
+    """Like sounddevice's own error: not one of the audio layer's exceptions."""
+
+
+@pytest.mark.parametrize("error", [AudioDeviceError, PortAudioError])
 async def test_a_microphone_that_cannot_open_is_reported(
-    config_for: ConfigFor, recorder: Recorder
+    config_for: ConfigFor, recorder: Recorder, error: type[Exception]
 ) -> None:
     class Broken(QueueSource):
         async def __aenter__(self) -> QueueSource:
-            raise AudioDeviceError("microphone: no input device matches 'usb'")
+            raise error("microphone: no input device matches 'usb'")
 
     async with RealtimeServer(pace=0) as server:
         engine = Engine(config_for(server), source=Broken(), sink=NullSink(), history=None)

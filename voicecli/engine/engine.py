@@ -436,7 +436,7 @@ class Engine:
     async def _start_sink(self) -> None:
         try:
             await self._sink.start()
-        except _DEVICE_ERRORS as exc:
+        except Exception as exc:  # a speaker that fails must not stop the engine
             self._publish(Notice("error", f"speaker unavailable ({exc}): replies are not played"))
             with contextlib.suppress(Exception):
                 await self._sink.close()
@@ -1120,7 +1120,9 @@ class Engine:
         except AudioDeviceLost as exc:
             self._mic_lost(exc)
             return
-        except _DEVICE_ERRORS as exc:
+        except Exception as exc:  # any source failure ends the mic, loudly
+            if not isinstance(exc, _DEVICE_ERRORS):  # e.g. a raw PortAudioError
+                log.warning("the audio source failed", exc_info=True)
             self._set_status(mic="unavailable")
             self._publish(Notice("error", f"microphone unavailable: {exc}"))
             return
