@@ -336,3 +336,51 @@ async def test_recording_keeps_only_what_was_heard_of_an_interrupted_reply(
     recorded_ms = len(frames) / 24
     assert len(reply) / 48 > recorded_ms + 500  # most of the reply was never heard
     assert truncate["audio_end_ms"] <= recorded_ms <= truncate["audio_end_ms"] + 1
+
+
+class LatentSink(NullSink):
+    """A real-time NullSink that, like a device, still plays what its buffer holds
+    (``hold_ms``) after a flush."""
+
+    def __init__(self, hold_ms: int) -> None:
+        super().__init__(realtime=True)
+        self.hold = hold_ms * 24
+        self.quiet_at: int | None = None
+
+    def flush(self, fade: bool = True) -> None:
+        pos = self._position()
+        self.quiet_at = min(self._written, pos + self.hold)
+        self._ledger.discard(self.quiet_at, self._written)
+
+    async def drained(self) -> None:
+        while self._position() < (self.quiet_at if self.quiet_at is not None else self._written):
+            await asyncio.sleep(0.005)
+
+
+async def test_truncate_counts_what_the_device_still_played_after_the_flush(
+    config_for: ConfigFor, recorder: Recorder, tmp_path: Path
+) -> None:
+    path = tmp_path / "rec.wav"
+    async with RealtimeServer(pace=0) as server:
+        sink = LatentSink(hold_ms=150)
+        engine = Engine(config_for(server, audio={"record": str(path)}), sink=sink, history=None)
+        engine.subscribe(recorder)
+        task = await started(engine)
+        engine.send_text("tell me a long story " * 10)
+        await recorder.wait_for(lambda n: isinstance(n, ResponseDone))
+        item = recorder.of(AudioDelta)[0].item_id
+        await asyncio.sleep(0.3)
+        at_cancel = sink.played_ms(item)
+        engine.cancel()
+        await recorder.wait_for(
+            lambda n: isinstance(n, EventLogged)
+            and n.event.get("type") == "conversation.item.truncate"
+        )
+        heard = sink.played_ms(item)
+        await stop(engine, task)
+    assert recorder.sent_types().count("conversation.item.truncate") == 1
+    truncate = next(e for e in recorder.sent() if e["type"] == "conversation.item.truncate")
+    assert heard >= at_cancel + 140  # the device played on...
+    assert truncate["audio_end_ms"] == heard  # ...and the truncate says so
+    frames, _ = read_wav(path)
+    assert heard <= len(frames) / 24 <= heard + 1  # the recording holds what was heard

@@ -42,7 +42,7 @@ from voicecli.audio.vad import Endpointer, SpeechEnd, SpeechStart
 from voicecli.audio.wav import ConversationRecorder
 from voicecli.config import Config
 from voicecli.connection import Connection, ConnectionLost, FatalServerError
-from voicecli.engine.bargein import PlayedPart, plan_barge_in
+from voicecli.engine.bargein import PlayedPart, Truncate, plan_barge_in, truncate_point
 from voicecli.engine.cost import estimate_cost
 from voicecli.engine.eventlog import sanitize
 from voicecli.engine.notifications import (
@@ -95,6 +95,9 @@ LEVEL_INTERVAL_S = 0.05
 """Mic-level-only status updates are coalesced to at most 20 per second."""
 TURN_AUDIO_KEEP_MS = 60_000
 """Audio of the open turn kept for re-sending after a reconnect."""
+SETTLE_MARGIN_S = 0.5
+"""After a barge-in flush, the truncate waits for the sink to fall quiet: at most the
+configured output latency plus this."""
 RECORD_LEAD_MS = 40
 """The recording gets assistant audio this far ahead of what was heard: the recorder
 lays it down from the current mic time, so without a lead over the mic block period
@@ -304,6 +307,7 @@ class Engine:
         self._awaiting_first_audio: tuple[str, int] | None = None
         self._first_audio_at: float | None = None
         self._drain_task: asyncio.Task[None] | None = None
+        self._settling: set[asyncio.Task[None]] = set()
         self._connection: Connection | None = None
         self._connected = asyncio.Event()
         self._closing = asyncio.Event()
@@ -346,7 +350,9 @@ class Engine:
         try:
             await self._connection_loop()
         finally:
-            await _reap([mic_task] + ([self._drain_task] if self._drain_task else []))
+            await _reap(
+                [mic_task, *self._settling] + ([self._drain_task] if self._drain_task else [])
+            )
             self._drain_task = None
             if self._rotate_timer is not None:
                 self._rotate_timer.cancel()
@@ -1048,7 +1054,8 @@ class Engine:
         )
         if plan is None:
             return
-        self._forget_unplayed()
+        self._record_played()  # heard so far; the rest once the sink is quiet, or never
+        received = {key: (part.received_bytes, part.done) for key, part in self._parts.items()}
         if plan.flush:
             self._sink.flush(fade=True)
         for part in self._parts.values():
@@ -1058,13 +1065,56 @@ class Engine:
         if plan.cancel and plan.response_id is not None:
             self._cancel_sent.add(plan.response_id)
             self._send(self._ev.response_cancel(plan.response_id))
-        for cut in plan.truncates:
-            event = self._ev.truncate(cut.item_id, cut.content_index, cut.audio_end_ms)
-            self._pending_truncates[str(event["event_id"])] = cut.item_id
-            self._send(event)
+        recorded, self._recorded = self._recorded, {}
+        if plan.flush and (plan.truncates or recorded):
+            # what the device already holds still plays (about its latency): truncate,
+            # and record, to what was really heard once the flushed sink is quiet
+            cuts = [
+                (cut, *received.get((cut.item_id, cut.content_index), (0, False)))
+                for cut in plan.truncates
+            ]
+            for cut, *_ in cuts:
+                self._pending_truncates[f"settling:{cut.item_id}"] = cut.item_id
+            task = asyncio.get_running_loop().create_task(
+                self._truncate_when_heard(cuts, recorded), name="voicecli-truncate"
+            )
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+        else:
+            for cut in plan.truncates:
+                self._send_truncate(cut.item_id, cut.content_index, cut.audio_end_ms)
         self._parts.clear()
         self._awaiting_first_audio = None
         self._set_status(response="cancelled")
+        self._flush_settled_logs()
+
+    def _send_truncate(self, item_id: str, content_index: int, audio_end_ms: int) -> None:
+        event = self._ev.truncate(item_id, content_index, audio_end_ms)
+        self._pending_truncates[str(event["event_id"])] = item_id
+        self._send(event)
+
+    async def _truncate_when_heard(
+        self,
+        cuts: list[tuple[Truncate, int, bool]],
+        recorded: dict[tuple[str, int], _Recorded],
+    ) -> None:
+        """After a flush: wait until the sink has played out what the device held (at
+        most its latency plus a margin), then truncate each part to what was heard."""
+        settle_s = float(self.config.audio.output_latency) + SETTLE_MARGIN_S
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._sink.drained(), settle_s)
+        for cut, received_bytes, done in cuts:
+            self._pending_truncates.pop(f"settling:{cut.item_id}", None)
+            played = self._sink.played_ms(cut.item_id, cut.content_index)
+            end = max(cut.audio_end_ms, truncate_point(played, received_bytes))
+            if done and end >= received_bytes // BYTES_PER_MS:
+                continue  # heard to its end after all: nothing to cut
+            self._send_truncate(cut.item_id, cut.content_index, end)
+        if self._recorder is not None:
+            for key, rec in recorded.items():
+                heard = min(len(rec.pcm), self._sink.played_ms(*key) * BYTES_PER_MS)
+                if heard > rec.taken:
+                    self._recorder.add_assistant(bytes(rec.pcm[rec.taken : heard]))
         self._flush_settled_logs()
 
     # -- rotation --------------------------------------------------------------------
