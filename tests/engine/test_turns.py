@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from voicecli.engine.turns import Append, BargeIn, Clear, Commit, TurnController
@@ -7,7 +9,7 @@ from voicecli.engine.turns import Append, BargeIn, Clear, Commit, TurnController
 BLOCK = bytes(960)  # 20 ms of PCM16 at 24 kHz
 
 
-def appended_ms(actions: list[object]) -> float:
+def appended_ms(actions: Sequence[object]) -> float:
     return sum(len(a.pcm) / 48 for a in actions if isinstance(a, Append))
 
 
@@ -151,3 +153,45 @@ def test_max_turns_keeps_barge_in_but_opens_no_more_turns() -> None:
     assert not tc.in_turn
     assert tc.block(BLOCK) == []
     assert tc.speech_end() == []
+
+
+def test_local_vad_speech_held_as_echo_opens_the_turn_once_it_passes_the_guard() -> None:
+    tc = TurnController("local-vad", echo_mode="guard")
+    tc.playing = True
+    assert tc.speech_start(bytes(300 * 48), echo_ok=False) == []
+    assert tc.block(BLOCK, echo_ok=False) == []
+    assert tc.block(BLOCK, echo_ok=True, voiced=False) == []  # quiet: proves nothing
+    acts = tc.block(BLOCK, echo_ok=True)
+    assert acts[0] == BargeIn() and tc.in_turn
+    assert appended_ms(acts) == 300 + 3 * 20  # everything since the onset
+    assert appended_ms(tc.block(BLOCK, echo_ok=False)) == 20  # in the turn: all sent
+    assert tc.speech_end() == [Commit(respond=True)]
+
+
+def test_local_vad_held_speech_that_never_passes_is_forgotten() -> None:
+    tc = TurnController("local-vad", echo_mode="half-duplex")
+    tc.playing = True
+    assert tc.speech_start(bytes(300 * 48), echo_ok=True) == []  # half-duplex: gated
+    assert tc.block(BLOCK, echo_ok=True) == []
+    assert tc.speech_end() == []
+    tc.playing = False
+    assert tc.block(BLOCK, echo_ok=True) == []  # nothing held any more
+    assert not tc.in_turn
+
+
+def test_local_vad_held_speech_is_bounded() -> None:
+    tc = TurnController("local-vad", echo_mode="guard", max_held_ms=100)
+    tc.playing = True
+    tc.speech_start(bytes(60 * 48), echo_ok=False)
+    for _ in range(20):
+        tc.block(BLOCK, echo_ok=False)
+    acts = tc.block(BLOCK, echo_ok=True)
+    assert 80 <= appended_ms(acts) <= 100
+
+
+def test_local_vad_held_speech_with_max_turns_reached_only_interrupts() -> None:
+    tc = TurnController("local-vad", echo_mode="guard", max_turns=0)
+    tc.playing = True
+    tc.speech_start(bytes(300 * 48), echo_ok=False)
+    assert tc.block(BLOCK, echo_ok=True) == [BargeIn()]
+    assert not tc.in_turn

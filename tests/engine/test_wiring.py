@@ -195,6 +195,38 @@ async def test_a_speaker_that_cannot_start_leaves_text_mode(
     assert sink.calls == ["start", "close"]
 
 
+def appended_ms(recorder: Recorder) -> float:
+    """Audio sent in appends (the log shows ``<audio N bytes>``)."""
+    sent = [e["audio"] for e in recorder.sent() if e["type"] == "input_audio_buffer.append"]
+    return sum(int(a.split()[1]) for a in sent) / 48
+
+
+async def sent_so_far(engine: Engine, recorder: Recorder) -> list[str]:
+    """Every event queued so far, once sent: a clear goes out behind them (FIFO)."""
+    engine.clear_input()
+    await recorder.wait_for(
+        lambda n: isinstance(n, EventLogged) and n.event.get("type") == "input_audio_buffer.clear"
+    )
+    return recorder.sent_types()
+
+
+async def echo_engine(
+    server: RealtimeServer, config_for: ConfigFor, recorder: Recorder, echo_mode: str
+) -> tuple[Engine, asyncio.Task[None], QueueSource, SpySink]:
+    """An engine (local VAD) whose mic has warmed up and whose speaker just fell silent
+    after playing at -12 dBFS."""
+    config = config_for(server, turn_mode="local-vad", audio={"echo_mode": echo_mode})
+    source, sink = QueueSource(), SpySink()
+    engine = Engine(config, source=source, sink=sink, history=None)
+    engine.subscribe(recorder)
+    task = await started(engine)
+    await source.feed(silence(0.6))  # endpointer warm-up
+    sink.fake_level = -12.0  # the assistant speaks...
+    await source.feed(silence(0.4))
+    sink.fake_level = None  # ...and stops
+    return engine, task, source, sink
+
+
 @pytest.mark.parametrize("echo_mode", ["guard", "half-duplex"])
 async def test_echo_tail_after_playback_is_not_a_turn(
     config_for: ConfigFor, recorder: Recorder, echo_mode: str
@@ -202,17 +234,10 @@ async def test_echo_tail_after_playback_is_not_a_turn(
     """Right after the speaker falls silent its echo still reaches the mic: the guard
     must keep running between replies, so the tail does not open a turn."""
     async with RealtimeServer(pace=0) as server:
-        config = config_for(server, turn_mode="local-vad", audio={"echo_mode": echo_mode})
-        source, sink = QueueSource(), SpySink()
-        engine = Engine(config, source=source, sink=sink, history=None)
-        engine.subscribe(recorder)
-        task = await started(engine)
-        await source.feed(silence(0.6))  # endpointer warm-up
-        sink.fake_level = -12.0  # the assistant speaks...
-        await source.feed(silence(0.4))
-        sink.fake_level = None  # ...and stops; its echo (as loud as it was) arrives now
-        await source.feed(utterance(speech_s=0.4, lead_s=0.0, tail_s=0.7))
-        assert "input_audio_buffer.append" not in recorder.sent_types()
+        engine, task, source, _ = await echo_engine(server, config_for, recorder, echo_mode)
+        # the echo's tail: as loud as the reply, and over within the guard's window
+        await source.feed(utterance(speech_s=0.2, lead_s=0.0, tail_s=0.7))
+        assert "input_audio_buffer.append" not in await sent_so_far(engine, recorder)
         # once the guard's window/hold has passed, the same sound is the user's turn
         await source.feed(silence(0.5))
         await source.feed(utterance(speech_s=0.4, lead_s=0.0, tail_s=0.7))
@@ -223,6 +248,26 @@ async def test_echo_tail_after_playback_is_not_a_turn(
         )
         await stop(engine, task)
     assert recorder.sent_types().count("input_audio_buffer.commit") == 1
+
+
+@pytest.mark.parametrize("echo_mode", ["guard", "half-duplex"])
+async def test_speech_outlasting_the_echo_window_is_a_turn_from_its_onset(
+    config_for: ConfigFor, recorder: Recorder, echo_mode: str
+) -> None:
+    """The user starts talking as the reply ends: the onset is held as possible echo,
+    and when the speech goes on past the guard's window the turn opens with it."""
+    async with RealtimeServer(pace=0) as server:
+        engine, task, source, _ = await echo_engine(server, config_for, recorder, echo_mode)
+        await source.feed(utterance(speech_s=1.0, lead_s=0.0, tail_s=0.7))
+        await recorder.wait_for(
+            lambda n: isinstance(n, EventLogged)
+            and n.direction == "sent"
+            and n.event.get("type") == "input_audio_buffer.commit"
+        )
+        await stop(engine, task)
+    assert recorder.sent_types().count("input_audio_buffer.commit") == 1
+    # all of the speech, from its onset (plus pre-roll and the silence that ended it)
+    assert appended_ms(recorder) >= 1000 + 500
 
 
 async def test_a_lost_microphone_leaves_the_engine_in_text_mode(

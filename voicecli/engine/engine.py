@@ -1190,7 +1190,8 @@ class Engine:
 
     def _on_block(self, block: np.ndarray[Any, np.dtype[np.int16]]) -> None:
         pcm = block.tobytes()
-        level = max(0.0, min(1.0, (rms_dbfs(block) + 60.0) / 60.0))
+        dbfs = rms_dbfs(block)
+        level = max(0.0, min(1.0, (dbfs + 60.0) / 60.0))
         if self._recorder is not None:
             self._recorder.add_mic(np.zeros_like(block) if self._tc.muted else block)
             self._record_played(lead_ms=RECORD_LEAD_MS)
@@ -1210,16 +1211,19 @@ class Engine:
             if isinstance(event, SpeechStart):
                 self._set_status(vad="speech")
                 preroll = event.preroll.tobytes()
-                got = self._tc.speech_start(preroll, echo_ok=echo_ok)
-                covered = covered or any(isinstance(a, Append) for a in got)
-                actions.extend(got)
+                actions.extend(self._tc.speech_start(preroll, echo_ok=echo_ok))
+                # in local-vad the pre-roll carries this block (sent, or held as
+                # possible echo); the server modes stream it below as any other
+                covered = covered or self._tc.mode == "local-vad"
             elif isinstance(event, SpeechEnd):
                 self._set_status(vad="silence")
                 if self._tc.in_turn:
                     self._mark_speech_end()
                 actions.extend(self._tc.speech_end())
         if not covered:
-            actions.extend(self._tc.block(pcm, echo_ok=echo_ok))
+            ep = self._endpointer
+            voiced = dbfs > ep.noise_floor_dbfs + ep.gate_db
+            actions.extend(self._tc.block(pcm, echo_ok=echo_ok, voiced=voiced))
         self._do(actions)
         self._note_first_sample()
         self._set_level(level)

@@ -54,6 +54,10 @@ class TurnController:
       length instead (the server's clock keeps running, its VAD hears no echo).
     * ``local-vad``: nothing is sent until the endpointer hears speech; then its
       pre-roll and every block until the end of speech; then commit + response.
+      Speech that starts while the echo guard rejects the mic is *held* (up to
+      ``max_held_ms``), not dropped: if a later block of the same speech passes the
+      guard (the user got louder, or the assistant's echo died away), the turn opens
+      with everything held; if the speech ends first, it was echo and is forgotten.
     * ``push-to-talk``: blocks are sent only between two presses of the key (or the
       key and :meth:`commit`).
 
@@ -69,6 +73,7 @@ class TurnController:
         min_turn_ms: float = 100.0,
         echo_mode: EchoMode = "guard",
         max_turns: int | None = None,
+        max_held_ms: float = 3000.0,
     ) -> None:
         self._mode: TurnMode = mode
         self.max_turns = max_turns
@@ -84,6 +89,9 @@ class TurnController:
         """local-vad / push-to-talk: the user's turn is open and audio is being sent."""
         self.buffered_ms = 0.0
         """Audio appended since the last commit or clear (ours or the server's)."""
+        self.max_held_ms = max_held_ms
+        self._held: list[bytes] | None = None  # speech held back as possible echo
+        self._held_bytes = 0
 
     @property
     def mode(self) -> TurnMode:
@@ -99,21 +107,26 @@ class TurnController:
         actions: list[Action] = []
         if mode != self._mode and (self.in_turn or self.buffered_ms > 0):
             actions = self._close_turn(commit=False)
+        self._held = None
         self._mode = mode
         return actions
 
     def set_muted(self, muted: bool) -> list[Action]:
         """Mute or unmute; muting mid-turn drops what was said (nothing more is sent)."""
         self.muted = muted
+        if muted:
+            self._held = None
         if muted and self.in_turn:
             return self._close_turn(commit=False)
         return []
 
     # -- inputs --------------------------------------------------------------------
 
-    def block(self, pcm: bytes, *, echo_ok: bool = True) -> list[Action]:
+    def block(self, pcm: bytes, *, echo_ok: bool = True, voiced: bool = True) -> list[Action]:
         """One mic block. ``echo_ok``: the echo guard says the mic is louder than the
-        playback explains (only consulted while :attr:`playing`)."""
+        playback explains (only consulted while :attr:`playing`). ``voiced``: the block
+        is above the endpointer's loudness gate; held speech is released only by a block
+        that is both (a quiet hangover block after the echo died away proves nothing)."""
         if self.muted:
             return []
         if self._mode in ("server-vad", "semantic-vad"):
@@ -122,7 +135,22 @@ class TurnController:
             return [self._append(pcm)]
         if self.in_turn:
             return [self._append(pcm)]
+        if self._held is not None and self._mode == "local-vad":
+            self._hold(pcm)
+            if not voiced or self._gated(echo_ok):
+                return []
+            # the same speech, now clearly the user's: the turn starts at its onset
+            held, self._held = b"".join(self._held), None
+            return self._open_turn(held)
         return []
+
+    def _hold(self, pcm: bytes) -> None:
+        assert self._held is not None
+        self._held.append(pcm)
+        self._held_bytes += len(pcm)
+        limit = self.max_held_ms * BYTES_PER_MS
+        while self._held_bytes > limit and len(self._held) > 1:
+            self._held_bytes -= len(self._held.pop(0))
 
     def speech_start(self, preroll: bytes, *, echo_ok: bool = True) -> list[Action]:
         """The local endpointer heard speech begin; ``preroll`` is the audio from
@@ -130,17 +158,25 @@ class TurnController:
         if self._mode != "local-vad" or self.muted or self.in_turn:
             return []
         if self._gated(echo_ok):
-            return []  # the assistant's own voice, heard through the speakers
+            # the assistant's own voice through the speakers, or the user's: later
+            # blocks decide (see the class docstring)
+            self._held, self._held_bytes = [], 0
+            self._hold(preroll)
+            return []
+        return self._open_turn(preroll)
+
+    def _open_turn(self, audio: bytes) -> list[Action]:
         if self._exhausted:
             return [BargeIn()]
         self.in_turn = True
         actions: list[Action] = [BargeIn()]
-        if preroll:
-            actions.append(self._append(preroll))
+        if audio:
+            actions.append(self._append(audio))
         return actions
 
     def speech_end(self) -> list[Action]:
         """The local endpointer heard ``silence_ms`` of silence after speech."""
+        self._held = None  # speech that never passed the guard: echo
         if self._mode != "local-vad" or not self.in_turn:
             return []
         return self._close_turn(commit=True)
@@ -170,6 +206,7 @@ class TurnController:
     def clear(self) -> list[Action]:
         """Discard the current turn and the server's input buffer."""
         self.in_turn = False
+        self._held = None
         self.buffered_ms = 0.0
         return [Clear()]
 
@@ -199,6 +236,7 @@ class TurnController:
 
     def _close_turn(self, *, commit: bool) -> list[Action]:
         self.in_turn = False
+        self._held = None
         enough = self.buffered_ms >= self.min_turn_ms
         self.buffered_ms = 0.0
         if commit and enough:
