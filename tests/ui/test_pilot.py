@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
-from voicecli.audio.sinks import NullSink
-from voicecli.config import Config, load_config
 
+from voicecli.audio.sinks import NullSink
+from voicecli.audio.sources import NullSource
+from voicecli.config import Config, load_config
 from voicecli.engine import Engine
 from voicecli.server import RealtimeServer
 from voicecli.ui.app import VoiceApp
@@ -110,17 +111,61 @@ async def test_ctrl_k_clears_and_shows_the_server_answer(
         assert [e["type"] for e in server.received][-1] == "input_audio_buffer.clear"
 
 
-async def test_enter_commits_and_the_server_error_is_shown(
+def appended_ms(srv: RealtimeServer) -> float:
+    """Audio the server received in ``input_audio_buffer.append`` (PCM16 24 kHz)."""
+    return sum(len(e["audio"]) * 3 / 4 / 48 for e in received(srv, "input_audio_buffer.append"))
+
+
+async def test_enter_commits_the_spoken_turn_and_asks_for_a_response(
     server: RealtimeServer, tmp_path: Path
 ) -> None:
-    # nothing was spoken: the server rejects the empty commit; the UI must say so
+    config = make_config(server, tmp_path)
+    engine = Engine(config, source=NullSource(), sink=NullSink(), api_key=None)
+    app = VoiceApp(engine, config, save_dir=tmp_path / "saved")
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot)
+        await pilot.press("space")  # push-to-talk: the turn opens, the mic streams
+        await until(pilot, lambda: appended_ms(server) >= 200)
+        await pilot.press("enter")
+        await until(pilot, lambda: bool(received(server, "response.create")))
+        kinds = [e["type"] for e in server.received]
+        commit = kinds.index("input_audio_buffer.commit")
+        assert kinds[commit + 1] == "response.create"
+        assert received(server, "response.create")[-1].get("response") in (None, {})
+        await until(pilot, lambda: app.status_bar.ack == "response done")
+        users = [it for it in engine.conversation.items if it.role == "user"]
+        assert users, "the committed turn is in the conversation"
+
+
+async def test_enter_with_nothing_spoken_sends_no_commit(
+    server: RealtimeServer, tmp_path: Path
+) -> None:
+    # the engine never sends an empty commit (the server would reject it); the UI
+    # must not claim one was sent
     app = make_app(server, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot)
         await pilot.press("enter")
+        await pilot.press("ctrl+k")  # a later event, to know the engine sent everything
+        await until(pilot, lambda: app.status_bar.ack == "input buffer cleared ✓")
+        assert not received(server, "input_audio_buffer.commit")
+        assert not any(e.type == "input_audio_buffer.commit" for e in app.event_log.entries)
+
+
+async def test_a_server_error_is_shown_in_the_status_bar_and_the_transcript(
+    server: RealtimeServer, tmp_path: Path
+) -> None:
+    app = make_app(server, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot)
+        # past the editor's validation: the server's own check answers
+        app.engine.update_session({"audio": {"output": {"speed": 9.0}}})
         await until(pilot, lambda: app.status_bar.ack.startswith("error"))
-        assert received(server, "input_audio_buffer.commit")
-        assert app.transcript._errors, "the error is shown inline in the transcript"
+        assert "invalid_value" in app.status_bar.ack
+        view = app.transcript
+        view.flush_now()
+        shown = "\n".join(view.render_line(y).text for y in range(view.size.height))
+        assert "⚠ invalid_value" in shown, "the error is shown inline in the transcript"
 
 
 async def test_escape_cancels_the_running_response(server: RealtimeServer, tmp_path: Path) -> None:

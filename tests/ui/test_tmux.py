@@ -1,4 +1,9 @@
-"""Real-terminal smoke test: tmux runs ``python -m voicecli --local`` at 120x40."""
+"""Real-terminal smoke test: tmux runs ``python -m voicecli --local`` at 120x40.
+
+Each test gets its own tmux server (``-L``), started with a clean environment: a
+``COLUMNS``/``LINES`` pair inherited from the test runner (GNU readline exports the
+runner's terminal size) would make Textual lay out 80x24 inside the 120x40 pane.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +23,21 @@ from tests.conftest import require
 pytestmark = [pytest.mark.tmux, pytest.mark.slow]
 
 
-def tmux(*args: str) -> str:
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for the tmux server and voicecli: no terminal size overrides."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "TMUX")}
+    env.update(extra)
+    return env
+
+
+def tmux(*args: str, socket: str) -> str:
     return subprocess.run(
-        ["tmux", *args], check=True, capture_output=True, text=True, timeout=10
+        ["tmux", "-L", socket, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        env=clean_env(),
     ).stdout
 
 
@@ -48,15 +65,18 @@ def session(tmp_path: Path) -> Iterator[str]:
         "40",
         *env_args,
         f"{sys.executable} -m voicecli --local",
+        socket=name,
     )
     try:
         yield name
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+        subprocess.run(
+            ["tmux", "-L", name, "kill-server"], capture_output=True, timeout=10, env=clean_env()
+        )
 
 
 def screen(name: str) -> str:
-    return tmux("capture-pane", "-p", "-t", name)
+    return tmux("capture-pane", "-p", "-t", name, socket=name)
 
 
 def wait_screen(name: str, check: Callable[[str], bool], timeout: float = 15.0) -> str:
@@ -72,20 +92,25 @@ def wait_screen(name: str, check: Callable[[str], bool], timeout: float = 15.0) 
 
 def test_local_text_conversation_in_a_real_terminal(session: str) -> None:
     wait_screen(session, lambda s: "connected" in s)
-    tmux("send-keys", "-t", session, "t")
+    tmux("send-keys", "-t", session, "t", socket=session)
     wait_screen(session, lambda s: "Message" in s)
-    tmux("send-keys", "-t", session, "-l", "hello tmux")
-    tmux("send-keys", "-t", session, "Enter")
+    tmux("send-keys", "-t", session, "-l", "hello tmux", socket=session)
+    tmux("send-keys", "-t", session, "Enter", socket=session)
     wait_screen(session, lambda s: "You said: hello tmux" in s)
-    tmux("send-keys", "-t", session, "C-k")
+    tmux("send-keys", "-t", session, "C-k", socket=session)
     wait_screen(session, lambda s: "input buffer cleared" in s)
-    tmux("send-keys", "-t", session, "Escape")
+    tmux("send-keys", "-t", session, "Escape", socket=session)
     wait_screen(session, lambda s: "cancel" in s)
-    tmux("send-keys", "-t", session, "q")
+    tmux("send-keys", "-t", session, "q", socket=session)
     # the session's only process is voicecli: the session ends when it exits cleanly
     deadline = time.monotonic() + 10
     while (
-        subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0
+        subprocess.run(
+            ["tmux", "-L", session, "has-session", "-t", session],
+            capture_output=True,
+            env=clean_env(),
+        ).returncode
+        == 0
     ):
         assert time.monotonic() < deadline, "q did not quit voicecli"
         time.sleep(0.1)

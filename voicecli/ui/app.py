@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from rich.text import Text
 from textual import work
@@ -23,6 +23,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from voicecli.config import DEFAULT_KEYS
 from voicecli.engine.notifications import (
     ConnectionChanged,
     EventLogged,
@@ -89,30 +90,55 @@ class EngineLike(Protocol):
     def update_session(self, changes: Mapping[str, Any]) -> str: ...
 
 
-# (binding id == action name, default keys, footer label, palette help)
-ACTIONS: tuple[tuple[str, str, str, str], ...] = (
-    ("push_to_talk", "space", "Talk", "Push-to-talk: start, or stop and commit"),
-    ("commit", "enter", "Commit", "Commit the input buffer and ask for a response"),
-    (
+class Action(NamedTuple):
+    """One main-screen key action.
+
+    ``id`` is the config's action name (``[keys]`` table, :data:`DEFAULT_KEYS`) and the
+    binding id, so a keymap built from the config rebinds it; ``method`` names the
+    ``action_*`` method it runs.
+    """
+
+    id: str
+    method: str
+    label: str
+    help: str
+
+    @property
+    def default_keys(self) -> str:
+        return DEFAULT_KEYS[self.id]
+
+
+ACTIONS: tuple[Action, ...] = (
+    Action("push_to_talk", "push_to_talk", "Talk", "Push-to-talk: start, or stop and commit"),
+    Action("commit", "commit", "Commit", "Commit the input buffer and ask for a response"),
+    Action(
         "cancel",
-        "escape",
+        "cancel",
         "Cancel",
         "Cancel the response, stop playback, truncate to the heard part",
     ),
-    ("clear", "ctrl+k", "Clear", "Clear the input buffer and the local pre-roll"),
-    ("mute", "m", "Mute", "Mute or unmute the microphone"),
-    (
+    Action("clear", "clear", "Clear", "Clear the input buffer and the local pre-roll"),
+    Action("mute", "mute", "Mute", "Mute or unmute the microphone"),
+    Action(
+        "turn_mode",
         "cycle_turn_mode",
-        "v",
         "Mode",
         "Cycle turn mode (push-to-talk, local/server/semantic VAD)",
     ),
-    ("session", "s", "Session", "Open the session editor"),
-    ("text", "t,slash", "Text", "Type a text message"),
-    ("toggle_log", "l", "Log", "Show or hide the event log"),
-    ("save", "ctrl+s", "Save", "Save the transcript as Markdown"),
-    ("quit", "q,ctrl+c", "Quit", "Quit cleanly"),
+    Action("session", "session", "Session", "Open the session editor"),
+    Action("text", "text", "Text", "Type a text message"),
+    Action("log", "toggle_log", "Log", "Show or hide the event log"),
+    Action("save", "save", "Save", "Save the transcript as Markdown"),
+    Action("quit", "quit", "Quit", "Quit cleanly"),
 )
+
+
+SENT_ACKS: Mapping[str, str] = {
+    "input_audio_buffer.commit": "commit sent…",
+    "response.cancel": "cancel sent…",
+    "input_audio_buffer.clear": "clear sent…",
+}
+"""Status-bar text once the event a key asked for has really gone out."""
 
 
 class ConnectionBanner(Static):
@@ -139,8 +165,8 @@ class MainScreen(Screen[None]):
     """Transcript, optional event log, status bar, footer."""
 
     BINDINGS = [
-        Binding(keys, f"app.{action}", label, id=action, priority=action == "quit")
-        for action, keys, label, _help in ACTIONS
+        Binding(a.default_keys, f"app.{a.method}", a.label, id=a.id, priority=a.id == "quit")
+        for a in ACTIONS
     ]
 
     def __init__(
@@ -197,6 +223,9 @@ class VoiceApp(App[int]):
         self._save_dir = save_dir
         self._unsubscribe: Callable[[], None] | None = None
         self._quitting = False
+        # False once a key unrelated to getting a reply was pressed: a response finishing
+        # afterwards must not hide that key's answer in the status bar
+        self._reply_ack = True
         self.main = MainScreen(engine.conversation, engine.status, clock)
         self.last_saved: Path | None = None
 
@@ -271,6 +300,8 @@ class VoiceApp(App[int]):
                 self.ack(f"truncated to {note.audio_end_ms} ms heard")
         elif isinstance(note, EventLogged):
             self.event_log.add(note.direction, note.event)
+            if note.direction == "sent":
+                self._sent(str(note.event.get("type", "")))
         elif isinstance(note, (ItemAdded, ItemDeleted)):
             view.structure_changed()
         elif isinstance(note, InputCommitted):
@@ -307,12 +338,20 @@ class VoiceApp(App[int]):
             if note.level == "error":
                 view.add_error(note.text)
 
+    def _sent(self, kind: str) -> None:
+        # The engine sends an action's events only when there is something to act on
+        # (no empty commit, no cancel without a response): "sent" is said once they are.
+        label = SENT_ACKS.get(kind)
+        if label is not None:
+            self.ack(label)
+
     def _response_done(self, note: ResponseDone) -> None:
         self.transcript.structure_changed()
         if note.status == "cancelled":
             self.ack("response cancelled ✓")
         elif note.status == "completed":
-            self.ack("response done")
+            if self._reply_ack:
+                self.ack("response done")
         else:
             reason = f" ({note.reason})" if note.reason else ""
             self.ack(f"response {note.status}{reason}")
@@ -327,26 +366,32 @@ class VoiceApp(App[int]):
     # -- key actions ------------------------------------------------------------------
 
     def action_push_to_talk(self) -> None:
+        self._reply_ack = True
         self.engine.push_to_talk()
         self.ack(f"push-to-talk: mic {self.engine.status.mic}")
 
     def action_commit(self) -> None:
+        self._reply_ack = True
+        self.ack("commit requested")
         self.engine.commit()
-        self.ack("commit sent…")
 
     def action_cancel(self) -> None:
+        self._reply_ack = False
+        self.ack("cancel requested")
         self.engine.cancel()
-        self.ack("cancel sent…")
 
     def action_clear(self) -> None:
+        self._reply_ack = False
+        self.ack("clear requested")
         self.engine.clear_input()
-        self.ack("clear sent…")
 
     def action_mute(self) -> None:
+        self._reply_ack = False
         self.engine.toggle_mute()
         self.ack(f"mic {self.engine.status.mic}")
 
     def action_cycle_turn_mode(self) -> None:
+        self._reply_ack = False
         mode = self.engine.cycle_turn_mode()
         self.ack(f"turn mode {mode}: session.update sent…")
 
@@ -370,6 +415,7 @@ class VoiceApp(App[int]):
     def action_text(self) -> None:
         def send(text: str | None) -> None:
             if text and text.strip():
+                self._reply_ack = True
                 self.engine.send_text(text)
                 self.ack("message sent…")
 
@@ -391,6 +437,7 @@ class VoiceApp(App[int]):
             self.notify(f"cannot save the transcript: {exc}", severity="error")
             return
         self.last_saved = path
+        self._reply_ack = False
         self.notify(f"transcript saved to {path}", title="saved")
         self.ack(f"saved {path.name}")
 
@@ -422,41 +469,55 @@ class VoiceApp(App[int]):
         yield from super().get_system_commands(screen)
         if screen is not self.main:
             return
-        for action, keys, label, help_text in ACTIONS:
-            callback = getattr(self, f"action_{action}")
-            key = self._keys.get(action, keys).split(",")[0]
-            yield SystemCommand(f"{label} ({key})", help_text, callback)
+        for action in ACTIONS:
+            callback = getattr(self, f"action_{action.method}")
+            key = self._keys.get(action.id, action.default_keys).split(",")[0]
+            yield SystemCommand(f"{action.label} ({key})", action.help, callback)
 
 
 def _config_keys(config: Config | None) -> dict[str, str]:
-    """``config.keys`` (action -> key, comma-separated alternatives) for known actions."""
-    keys = getattr(config, "keys", None) or {}
-    known = {action for action, *_ in ACTIONS}
-    return {str(k): str(v) for k, v in dict(keys).items() if k in known}
+    """``config.keys`` (action -> key, comma-separated alternatives): the app's keymap.
+
+    Config and UI share the action names (:data:`ACTIONS`), so every entry applies; the
+    config has already rejected unknown actions and clashing keys.
+    """
+    if config is None:
+        return {}
+    return {str(k): str(v) for k, v in config.keys.items()}
 
 
 def build_audio(config: Config) -> tuple[AudioSource | None, AudioSink | None, list[str]]:
-    """The microphone and speaker, or None with a notice saying why (text mode)."""
+    """The microphone and speaker, or None with a notice saying why (text mode).
+
+    Never raises for a missing or broken device: the UI must open in text mode anyway.
+    """
+    from voicecli.audio.devices import PortAudioMissing, find_device
+    from voicecli.audio.sinks import DeviceSink
+    from voicecli.audio.sources import DeviceSource
+
     notices: list[str] = []
     source: AudioSource | None = None
     sink: AudioSink | None = None
     try:
-        from voicecli.audio.devices import PortAudioMissing, find_device
-        from voicecli.audio.sinks import DeviceSink
-        from voicecli.audio.sources import DeviceSource
-    except ImportError as exc:  # pragma: no cover - the audio layer ships with voicecli
-        return None, None, [f"audio unavailable ({exc}): text mode"]
-    try:
         source = DeviceSource(find_device(config.audio.input_device, kind="input"))
     except PortAudioMissing as exc:
-        return None, None, [f"{exc}\nText mode: press t to type."]
-    except (OSError, LookupError, ValueError) as exc:
-        notices.append(f"no microphone ({exc}): text mode, press t to type")
+        return None, None, [f"{exc}. Text mode: press t to type."]
+    # sounddevice's own PortAudioError (e.g. "Error querying device -1" when there is
+    # no default device) derives from Exception only, hence the broad catches here.
+    except Exception as exc:
+        notices.append(f"no microphone ({_one_line(exc)}): text mode, press t to type")
     try:
-        sink = DeviceSink(find_device(config.audio.output_device, kind="output"))
-    except (OSError, LookupError, ValueError) as exc:
-        notices.append(f"no speaker ({exc}): replies are shown, not played")
+        sink = DeviceSink(
+            find_device(config.audio.output_device, kind="output"),
+            latency=config.audio.output_latency,
+        )
+    except Exception as exc:
+        notices.append(f"no speaker ({_one_line(exc)}): replies are shown, not played")
     return source, sink, notices
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def run_app(config: Config, local: bool, debug: bool) -> int:

@@ -47,7 +47,7 @@ def format_left(seconds: float) -> str:
 
 
 def render_status(status: EngineStatus, now: float, started_at: float, ack: str) -> Text:
-    """The two status lines as Rich text."""
+    """The two status lines as Rich text (line two starts with ``ack``)."""
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append("● ", style=CONNECTION_STYLE.get(status.connection, ""))
     t.append(status.connection, style=CONNECTION_STYLE.get(status.connection, ""))
@@ -61,6 +61,11 @@ def render_status(status: EngineStatus, now: float, started_at: float, ack: str)
     t.append("  │ vad ")
     t.append(status.vad, style="bold green" if status.vad == "speech" else "dim")
     t.append("\n")
+    # the answer to the last key comes first: it must stay visible in a narrow
+    # terminal and to the left of the notification toasts
+    if ack:
+        t.append(ack, style="bold")
+        t.append("  │ ")
     t.append("response ")
     t.append(status.response, style=RESPONSE_STYLE.get(status.response, ""))
     latency = "—" if status.last_latency_ms is None else f"{status.last_latency_ms:.0f} ms"
@@ -75,9 +80,6 @@ def render_status(status: EngineStatus, now: float, started_at: float, ack: str)
             f"  │ overflows {status.overflows} dropped {status.dropped_audio_ms:.0f} ms",
             style="red",
         )
-    if ack:
-        t.append("  │ ")
-        t.append(ack, style="bold")
     return t
 
 
@@ -85,7 +87,10 @@ class StatusBar(Static):
     """Shows the newest :class:`EngineStatus` and the server's answer to the last action."""
 
     DEFAULT_CSS = """
-    StatusBar { height: 2; background: $panel; padding: 0 1; }
+    StatusBar {
+        height: 2; background: $panel; padding: 0 1;
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
     """
 
     def __init__(
