@@ -5,13 +5,13 @@ the exact client events the server received."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input, TextArea
+from textual.widgets import Input
 
 from voicecli.audio.sinks import NullSink
 from voicecli.audio.sources import NullSource
@@ -23,19 +23,6 @@ from voicecli.ui.screens.session_editor import SessionEditor
 from voicecli.ui.screens.text_input import TextInputScreen
 
 SIZE = (120, 40)
-
-
-@pytest.fixture(autouse=True)
-def no_blink(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Input, "cursor_blink", False)
-    monkeypatch.setattr(TextArea, "cursor_blink", False)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[RealtimeServer]:
-    srv = RealtimeServer(pace=0)
-    async with srv:
-        yield srv
 
 
 def make_config(srv: RealtimeServer, tmp_path: Path, **overrides: Any) -> Config:

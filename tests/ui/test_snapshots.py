@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input, TextArea
 
 from tests.ui.fakes import FakeEngine, mid_conversation
 from voicecli.engine.notifications import EventLogged
@@ -19,12 +17,6 @@ from voicecli.ui.screens.nokey import NoKeyApp
 
 SIZE = (120, 40)
 NOW = 1_000_000.0
-
-
-@pytest.fixture(autouse=True)
-def no_blink(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Input, "cursor_blink", False)
-    monkeypatch.setattr(TextArea, "cursor_blink", False)
 
 
 def scripted_app() -> tuple[VoiceApp, FakeEngine]:
