@@ -166,6 +166,9 @@ class AudioConfig:
     echo_mode: EchoMode = "guard"
     """Without headphones: ``guard`` (speech must clearly exceed what playback explains),
     ``half-duplex`` (mic ignored while the assistant speaks) or ``off``."""
+    echo_margin_db: float = field(default=10.0, metadata=_meta(min=3.0, max=30.0))
+    """Guard mode: how many dB the mic must exceed the echo the playback explains (the
+    learned echo path) before it counts as the user's voice."""
     record: Path | None = None
     """Also record the conversation to this WAV file; none: no recording."""
     output_latency: float = field(default=0.2, metadata=_meta(min=0.0, max=2.0))

@@ -106,3 +106,139 @@ def test_off_always_listens(speech_one: Speech) -> None:
 def test_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="echo mode"):
         EchoGuard("loud")  # type: ignore[arg-type]
+
+
+# -- the learned echo path (guard mode) ----------------------------------------------
+
+
+def reply_of(speech_one: Speech, speech_two: Speech, seconds: float) -> np.ndarray:
+    """A long reply: the fixtures back to back, at about -12 to -17 dBFS per block."""
+    one = np.concatenate([speech_one.pcm, speech_two.pcm])
+    n = round(seconds * 24_000)
+    return scaled(np.tile(one, n // len(one) + 1)[:n], 9.0)
+
+
+def mix(*parts: np.ndarray) -> np.ndarray:
+    n = max(len(p) for p in parts)
+    out = np.zeros(n, np.int32)
+    for p in parts:
+        out[: len(p)] += p
+    return out.clip(-32768, 32767).astype(np.int16)
+
+
+def audible_blocks(x: np.ndarray) -> list[bool]:
+    return [rms_dbfs(b) > -65 for b in blocks(x, BLOCK)]
+
+
+def echo_blocks(echo: np.ndarray, playback: np.ndarray) -> list[bool]:
+    """Blocks where the echo is audible and playback the guard must explain was audible
+    in its 400 ms window (the fixtures' pauses play their -61 dBFS noise: below the
+    guard's -60 dBFS floor, taken as nothing played)."""
+    played = [rms_dbfs(b) for b in blocks(playback, BLOCK)]
+    return [
+        a and max(played[max(0, i - 20) : i + 1]) > -60
+        for i, a in enumerate(audible_blocks(echo))
+    ]
+
+
+@pytest.mark.parametrize("delay_ms", [0, 60, 150, 300])
+@pytest.mark.parametrize("coupling_db", [-40.0, -30.0, -20.0, -10.0, 0.0])
+def test_guard_learns_the_echo_path_and_never_takes_echo_for_the_user(
+    speech_one: Speech, speech_two: Speech, delay_ms: int, coupling_db: float
+) -> None:
+    playback = reply_of(speech_one, speech_two, 20.0)
+    echo = delayed(scaled(playback, coupling_db), delay_ms)
+    mic = mix(echo, noise(20.0))
+    guard = EchoGuard("guard")
+    verdicts = judge(guard, mic, playback)
+    audible = echo_blocks(echo, playback)
+    taken = [i for i, (v, a) in enumerate(zip(verdicts, audible, strict=True)) if v and a]
+    assert sum(audible) > 400 and not taken, f"echo blocks taken for the user: {taken}"
+    # learned: near the real coupling (reverb-free echo: at most the real one)
+    assert coupling_db - 3.0 <= guard.coupling_db <= coupling_db + 0.5, guard.coupling_db
+
+
+@pytest.mark.parametrize("delay_ms", [40, 200])
+def test_guard_accepts_a_normal_voice_over_playback_once_learned(
+    speech_one: Speech, speech_two: Speech, delay_ms: int
+) -> None:
+    # the colleague's measurement: playback about -12 dBFS, the user at the mic -29
+    # dBFS; a laptop-like echo path of -30 dB
+    playback = reply_of(speech_one, speech_two, 14.0)
+    echo = delayed(scaled(playback, -30.0), delay_ms)
+    user = np.concatenate([np.zeros(6 * 24_000, np.int16), scaled(speech_two.pcm, -5.0)])
+    mic = mix(echo, user, noise(14.0))
+    guard = EchoGuard("guard", margin_db=10.0)
+    verdicts = judge(guard, mic, playback)
+    played = [rms_dbfs(b) for b in blocks(playback, BLOCK)]
+    clear = 0
+    for i, block in enumerate(blocks(user, BLOCK)):
+        if i < 6 * 50 or not len(block):
+            continue
+        recent = max(played[max(0, i - 21) : i + 1])  # the guard's 400 ms window
+        if rms_dbfs(block) > recent - 30.0 + 10.0 + 3.0:  # clearly above echo + margin
+            assert verdicts[i], (i, rms_dbfs(block), recent)
+            clear += 1
+    assert clear > 40  # the case really occurred (all rejected with a 0 dB coupling)
+    guarded = echo_blocks(echo, playback)
+    assert not any(v for v, g in zip(verdicts[: 6 * 50], guarded, strict=False) if g)
+
+
+def test_soft_user_speech_while_learning_never_lets_echo_through_later(
+    speech_one: Speech, speech_two: Speech
+) -> None:
+    playback = reply_of(speech_one, speech_two, 12.0)
+    echo = delayed(scaled(playback, -30.0), 100)
+    # soft: about 8 dB below what the initial 0 dB coupling lets through, taken for echo
+    soft = np.concatenate([np.full(24_000, 0, np.int16), scaled(speech_one.pcm, -4.0)])
+    mic = mix(echo, soft, noise(12.0))
+    guard = EchoGuard("guard")
+    learned = []
+    verdicts = []
+    for i, block in enumerate(blocks(mic, BLOCK)):
+        level = rms_dbfs(playback[i * BLOCK : (i + 1) * BLOCK])
+        verdicts.append(guard.user_speaking(block, level))
+        learned.append(guard.coupling_db)
+    guarded = echo_blocks(mic, playback)
+    taken = [i for i, (v, g) in enumerate(zip(verdicts, guarded, strict=True)) if v and g]
+    assert sum(guarded) > 300 and not taken, taken
+    raised = max(learned[2 * 50 : len(soft) // BLOCK])
+    assert raised > -25.0  # the soft voice was taken for echo and raised the coupling...
+    assert learned[-1] < -29.0  # ...and was forgotten once learn_ms had passed
+
+
+def test_the_learned_coupling_is_bounded() -> None:
+    guard = EchoGuard("guard", min_coupling_db=-40.0)
+    silent = np.zeros(BLOCK, np.int16)
+    for _ in range(200):  # 4 s of playback the mic does not hear at all
+        assert not guard.user_speaking(silent, -12.0)
+    assert guard.coupling_db == -40.0
+    loud = scaled(np.full(BLOCK, 8000, np.int16), 0.0)  # rms -12.3 dBFS
+    guard = EchoGuard("guard", coupling_db=0.0, max_coupling_db=3.0)
+    for _ in range(200):  # 8 dB above playback: below 0 + margin 10, taken for echo
+        assert not guard.user_speaking(loud, -20.0)
+    assert guard.coupling_db == 3.0
+    with pytest.raises(ValueError, match="coupling_db"):
+        EchoGuard("guard", coupling_db=-50.0)
+
+
+def test_the_learned_coupling_persists_across_replies(
+    speech_one: Speech, speech_two: Speech
+) -> None:
+    playback = reply_of(speech_one, speech_two, 5.0)
+    echo = delayed(scaled(playback, -30.0), 100)
+    guard = EchoGuard("guard")
+    judge(guard, mix(echo, noise(5.0)), playback)
+    learned = guard.coupling_db
+    silence = np.zeros(5 * 24_000, np.int16)
+    assert all(judge(guard, noise(5.0), silence)[20:])  # a pause: the echo window ends
+    guard.reset()
+    assert guard.coupling_db == learned < -29.0
+    # the next reply: the user is heard from its first blocks
+    user = scaled(speech_one.pcm, 3.0)[: 2 * 24_000]
+    mic = mix(echo[: len(user)], user)
+    guarded = echo_blocks(mic, playback[: len(user)])
+    learned_verdicts = judge(guard, mic, playback[: len(user)])
+    fresh_verdicts = judge(EchoGuard("guard"), mic, playback[: len(user)])
+    assert sum(v for v, g in zip(learned_verdicts, guarded, strict=True) if g) > 20
+    assert not any(v for v, g in zip(fresh_verdicts, guarded, strict=True) if g)

@@ -97,6 +97,13 @@ def test_defaults_session_payload_is_client_decides() -> None:
     assert payload["audio"]["input"]["transcription"] == {"model": "gpt-4o-mini-transcribe"}
 
 
+def test_echo_margin_db_default_and_override(tmp_path: Path, xdg: dict[str, str]) -> None:
+    assert load_config(env=xdg).audio.echo_margin_db == 10.0
+    path = tmp_path / "c.toml"
+    path.write_text("[audio]\necho_margin_db = 6\n")
+    assert load_config(path, env=xdg).audio.echo_margin_db == 6.0
+
+
 def test_server_vad_payload(xdg: dict[str, str]) -> None:
     cfg = load_config(env=xdg, overrides={"turn_mode": "server-vad"})
     td = cfg.session_payload()["audio"]["input"]["turn_detection"]
@@ -229,6 +236,8 @@ def test_api_key_in_config_is_refused_without_echoing_it(
         ('turn_mode = "auto"\n', "turn_mode", '"local-vad"'),
         ("[vad]\nframe_ms = 25\n", "vad.frame_ms", "one of 10, 20, 30"),
         ("[vad]\naggressiveness = 4\n", "vad.aggressiveness", "an integer from 0 to 3"),
+        ("[audio]\necho_margin_db = 2\n", "audio.echo_margin_db", "a number from 3"),
+        ("[audio]\necho_margin_db = 31\n", "audio.echo_margin_db", "to 30"),
         (
             '[session]\noutput_modalities = ["audio", "text"]\n',
             "session.output_modalities",

@@ -16,6 +16,7 @@ import pytest
 
 from tests.engine.conftest import Recorder, started, stop, utterance
 from voicecli.audio.devices import AudioDeviceError, AudioDeviceLost
+from voicecli.audio.dsp import rms_dbfs
 from voicecli.audio.sinks import Int16Array, NullSink
 from voicecli.audio.sources import BLOCK_SAMPLES
 from voicecli.audio.wav import read_wav
@@ -268,6 +269,32 @@ async def test_speech_outlasting_the_echo_window_is_a_turn_from_its_onset(
     assert recorder.sent_types().count("input_audio_buffer.commit") == 1
     # all of the speech, from its onset (plus pre-roll and the silence that ended it)
     assert appended_ms(recorder) >= 1000 + 500
+
+
+@pytest.mark.parametrize(("margin_db", "heard"), [(6.0, True), (20.0, False)])
+async def test_the_configured_echo_margin_decides_if_speech_over_playback_is_heard(
+    config_for: ConfigFor, recorder: Recorder, margin_db: float, heard: bool
+) -> None:
+    """``audio.echo_margin_db`` reaches the guard: speech about 13 dB above the level
+    being played interrupts with a 6 dB margin and is taken for echo with 20 dB."""
+    async with RealtimeServer(pace=0) as server:
+        config = config_for(
+            server,
+            turn_mode="local-vad",
+            audio={"echo_mode": "guard", "echo_margin_db": margin_db},
+        )
+        source, sink = QueueSource(), SpySink()
+        engine = Engine(config, source=source, sink=sink, history=None)
+        engine.subscribe(recorder)
+        task = await started(engine)
+        await source.feed(silence(0.6))  # endpointer warm-up
+        sink.fake_level = -25.0  # the assistant speaks throughout
+        speech = utterance(speech_s=0.6, lead_s=0.0, tail_s=0.8)
+        assert 13.0 < rms_dbfs(speech[: int(0.6 * 24_000)]) + 25.0 < 14.0
+        await source.feed(speech)
+        types = await sent_so_far(engine, recorder)
+        await stop(engine, task)
+    assert ("input_audio_buffer.commit" in types) is heard, types
 
 
 async def test_a_lost_microphone_leaves_the_engine_in_text_mode(

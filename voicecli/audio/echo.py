@@ -6,11 +6,23 @@ here; instead a level test decides whether a mic block can be the user's:
 * ``off``: every block counts (headphones, or a platform echo canceller upstream).
 * ``half-duplex``: no block counts while the assistant is audible, nor for
   ``hold_ms`` after playback falls silent (the echo's tail: output latency and room).
-* ``guard``: a block counts when its level is more than ``margin_db`` above the
-  loudest playback level of the last ``window_ms`` plus ``coupling_db`` (how much
-  louder than the digital playback level the echo can arrive; 0 dB assumes speakers
-  and mic gain do not amplify). The window covers the delay between a block being
-  played and its echo reaching the mic.
+* ``guard``: while anything audible was played in the last ``window_ms`` (the delay
+  between a block reaching the speaker and its echo reaching the mic), a block counts
+  when ``mic dB > playback peak dB + coupling + margin_db``; *playback peak* is the
+  loudest playback level of that window, *coupling* the echo path's gain, learned
+  online. Every block during playback that is *not* taken for the user measures
+  ``d = mic dB - playback peak dB``; the coupling is the largest ``d`` of the last
+  ``learn_ms`` of such blocks (ten per-bucket maxima: O(1) state, no allocation per
+  block), clamped to ``[min_coupling_db, max_coupling_db]``. A ``d`` enters at most
+  ``rise_db_per_s`` above the current coupling, so the rising onset of the user's
+  words (blocks just below the threshold) cannot push the threshold ahead of the user;
+  a soft user taken for echo raises it slowly (the safe direction) and is forgotten
+  ``learn_ms`` later. Until ``learn_ms`` of playback has been judged, the initial
+  ``coupling_db`` (0 dB: echo as loud as the digital playback) still counts, so the
+  first words of the first reply are guarded as conservatively as ever. The coupling
+  persists across replies (:meth:`reset` keeps it): the room rarely changes. Echo
+  that gets louder by more than ``margin_db`` at once (speaker volume turned far up)
+  counts as the user: blocks taken for the user are never learned from.
 
 Time is counted in mic samples (24 kHz), so the guard is deterministic under test.
 """
@@ -26,6 +38,8 @@ __all__ = ["EchoGuard", "EchoMode"]
 
 EchoMode = Literal["off", "guard", "half-duplex"]
 
+_BUCKETS = 10  # the learning window is kept as this many per-bucket maxima
+
 
 class EchoGuard:
     """Decides per mic block whether it may be the user's speech."""
@@ -38,29 +52,71 @@ class EchoGuard:
         window_ms: int = 400,
         hold_ms: int = 300,
         coupling_db: float = 0.0,
+        min_coupling_db: float = -40.0,
+        max_coupling_db: float = 10.0,
+        learn_ms: int = 2000,
+        rise_db_per_s: float = 5.0,
         playback_floor_dbfs: float = -60.0,
     ) -> None:
         if mode not in ("off", "guard", "half-duplex"):
             raise ValueError(f"echo mode must be off, guard or half-duplex, got {mode!r}")
+        if not min_coupling_db <= coupling_db <= max_coupling_db:
+            raise ValueError(
+                f"coupling_db {coupling_db} outside [{min_coupling_db}, {max_coupling_db}]"
+            )
+        if learn_ms < 20 * _BUCKETS:
+            raise ValueError(f"learn_ms must be at least {20 * _BUCKETS}, got {learn_ms}")
         self.mode: EchoMode = mode
         self.margin_db = margin_db
         self.window_ms = window_ms
         self.hold_ms = hold_ms
-        self.coupling_db = coupling_db
+        self.initial_coupling_db = coupling_db
+        self.min_coupling_db = min_coupling_db
+        self.max_coupling_db = max_coupling_db
+        self.learn_ms = learn_ms
+        self.rise_db_per_s = rise_db_per_s
         self.playback_floor_dbfs = playback_floor_dbfs
+        self._bucket_len = learn_ms * SAMPLE_RATE // 1000 // _BUCKETS  # mic samples
+        self._buckets = [coupling_db] * _BUCKETS  # the initial value fills the window
+        self._bucket = 0
+        self._bucket_fill = 0
         self.reset()
 
     def reset(self) -> None:
-        """Forget the playback history."""
+        """Forget the playback history (the learned coupling stays)."""
         self._now = 0  # mic samples seen
         self._levels: deque[tuple[int, float]] = deque()  # (time, playback dBFS)
         self._last_audible: int | None = None  # time playback was last above the floor
 
-    def expected_echo_dbfs(self) -> float:
-        """The loudest echo recent playback could produce at the mic (guard mode)."""
+    @property
+    def coupling_db(self) -> float:
+        """The echo path's gain as learned so far: echo dB minus playback dB."""
+        learned = max(self._buckets)
+        return min(self.max_coupling_db, max(self.min_coupling_db, learned))
+
+    def _playback_peak(self) -> float:
         if not self._levels:
             return SILENCE_DBFS
-        return max(level for _, level in self._levels) + self.coupling_db
+        return max(level for _, level in self._levels)
+
+    def expected_echo_dbfs(self) -> float:
+        """The loudest echo recent playback can explain at the mic (guard mode)."""
+        peak = self._playback_peak()
+        return SILENCE_DBFS if peak <= SILENCE_DBFS else peak + self.coupling_db
+
+    def _learn(self, d: float, samples: int) -> None:
+        """One block judged echo: ``d`` (mic dB - playback peak dB) enters the window,
+        at most ``rise_db_per_s`` above the current coupling."""
+        d = min(d, self.coupling_db + self.rise_db_per_s * samples / SAMPLE_RATE)
+        buckets, b = self._buckets, self._bucket
+        if d > buckets[b]:
+            buckets[b] = d
+        self._bucket_fill += samples
+        if self._bucket_fill >= self._bucket_len:
+            self._bucket_fill = 0
+            b = (b + 1) % _BUCKETS
+            self._bucket = b
+            buckets[b] = self.min_coupling_db  # the oldest bucket leaves the window
 
     def user_speaking(self, block: Int16Array | bytes, playback_dbfs: float | None) -> bool:
         """True when ``block`` (mic, 24 kHz) should count as the user's voice, given the
@@ -81,7 +137,11 @@ class EchoGuard:
             if self._last_audible is None:
                 return True
             return self._now - self._last_audible > self.hold_ms * SAMPLE_RATE // 1000
-        expected = self.expected_echo_dbfs()
-        if expected - self.coupling_db <= self.playback_floor_dbfs:
+        peak = self._playback_peak()
+        if peak <= self.playback_floor_dbfs:
             return True  # nothing audible was played recently: no echo to explain
-        return rms_dbfs(arr) > expected + self.margin_db
+        d = rms_dbfs(arr) - peak
+        if d > self.coupling_db + self.margin_db:
+            return True
+        self._learn(d, arr.shape[0])
+        return False

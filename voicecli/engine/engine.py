@@ -272,7 +272,7 @@ class Engine:
             start_frames=config.vad.start_frames,
             frame_ms=config.vad.frame_ms,
         )
-        self._echo = EchoGuard(echo_mode)
+        self._echo = EchoGuard(echo_mode, margin_db=audio.echo_margin_db)
         self._recorder: ConversationRecorder | None = None
         self._recorded: dict[tuple[str, int], _Recorded] = {}
         self._max_backlog_ms = float(audio.max_backlog_s) * 1000.0
