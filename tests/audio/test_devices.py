@@ -119,8 +119,12 @@ class FakeSD:
 
     default = _Default()
 
-    def __init__(self, accepts_24k: bool) -> None:
+    class PortAudioError(Exception):
+        pass
+
+    def __init__(self, accepts_24k: bool, no_default: bool = False) -> None:
         self.accepts_24k = accepts_24k
+        self.no_default = no_default  # what PortAudio says with no default device
 
     def query_devices(self, device: int | None = None, kind: str | None = None) -> Any:
         table = [
@@ -143,6 +147,8 @@ class FakeSD:
         ]
         if device is None and kind is None:
             return table
+        if self.no_default and device is None:
+            raise self.PortAudioError("Error querying device -1")
         if device is None:
             if kind == "output":
                 return table[0]
@@ -153,6 +159,8 @@ class FakeSD:
         return ({"name": "ALSA"}, {"name": "JACK"})
 
     def check_output_settings(self, **kw: Any) -> None:
+        if self.no_default and kw["device"] is None:
+            raise self.PortAudioError("Error querying device -1")
         if not self.accepts_24k:
             raise ValueError("Invalid sample rate")
 
@@ -173,3 +181,22 @@ def test_choose_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(devices, "_sd", FakeSD(False))
     assert devices.choose_rate(0, "output") == 44_100
     assert devices.choose_rate(1, "input") == 16_000
+
+
+@pytest.mark.parametrize("kind", ["input", "output"])
+def test_choose_rate_without_a_default_device_is_one_audio_device_error(
+    monkeypatch: pytest.MonkeyPatch, kind: devices.Kind
+) -> None:
+    fake = FakeSD(True, no_default=True)
+    monkeypatch.setattr(devices, "_sd", fake)
+    with pytest.raises(devices.AudioDeviceError) as info:
+        devices.choose_rate(None, kind)
+    assert str(info.value) == f"no usable default {kind} device (Error querying device -1)"
+    assert not isinstance(info.value, fake.PortAudioError)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_choose_rate_of_a_vanished_device_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices, "_sd", FakeSD(False))
+    with pytest.raises(devices.AudioDeviceError, match="^output device 7 cannot be queried"):
+        devices.choose_rate(7, "output")  # the fake's table has two devices

@@ -160,15 +160,24 @@ def find_device(spec: int | str | None, kind: Kind) -> int | None:
 
 
 def choose_rate(device: int | None, kind: Kind, channels: int = 1) -> int:
-    """24 kHz when the device accepts it, else its default sample rate."""
+    """24 kHz when the device accepts it, else its default sample rate.
+
+    A device PortAudio cannot query (``device`` None and no default device, or an index
+    that went away) raises :class:`AudioDeviceError` with one line saying which."""
     sd = sounddevice_module()
     check = sd.check_input_settings if kind == "input" else sd.check_output_settings
     try:
         check(device=device, channels=channels, dtype="int16", samplerate=PREFERRED_RATE)
         return PREFERRED_RATE
-    except Exception:  # PortAudioError or ValueError: not supported
+    except Exception:  # PortAudioError or ValueError: not supported (or no such device)
+        pass
+    try:
         info = sd.query_devices(device, kind=kind)
         return int(info["default_samplerate"])
+    except Exception as exc:  # PortAudioError ("Error querying device -1"), ValueError
+        if device is None:
+            raise AudioDeviceError(f"no usable default {kind} device ({exc})") from None
+        raise AudioDeviceError(f"{kind} device {device} cannot be queried ({exc})") from None
 
 
 def format_device_table(devices: Sequence[DeviceInfo]) -> str:
