@@ -198,5 +198,5 @@ def test_choose_rate_without_a_default_device_is_one_audio_device_error(
 
 def test_choose_rate_of_a_vanished_device_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(devices, "_sd", FakeSD(False))
-    with pytest.raises(devices.AudioDeviceError, match="^output device 7 cannot be queried"):
+    with pytest.raises(devices.AudioDeviceError, match=r"^output device 7 cannot be queried"):
         devices.choose_rate(7, "output")  # the fake's table has two devices
