@@ -259,13 +259,41 @@ async def test_device_sink_stream_death_does_not_hang_drained(fake_sd: FakeSound
     sink, stream = device_sink(fake_sd, prebuffer_ms=0)
     sink.write(tone(440, 1.0), "a")
     stream.pull(240, now=0.0)
+    assert sink.error is None
     assert stream.finished_callback is not None
     stream.finished_callback()  # the sound server went away
+    assert sink.error == "the speaker stream stopped"
     await asyncio.wait_for(sink.drained(), 0.5)
     assert not sink.is_playing
     sink.write(tone(440, 0.1), "b")  # ignored, not an error
     await sink.close()
     assert stream.closed
+    assert sink.error is None  # closed on purpose: nothing to report any more
+
+
+async def test_device_sink_closed_on_purpose_reports_no_error(fake_sd: FakeSoundDevice) -> None:
+    sink, stream = device_sink(fake_sd, prebuffer_ms=0)
+    sink.write(tone(440, 0.5), "a")
+    stream.pull(240, now=0.0)
+    await sink.close()
+    assert stream.finished_callback is not None
+    stream.finished_callback()  # PortAudio ends the stream close() aborted
+    assert sink.error is None
+    assert NullSink().error is None
+
+
+async def test_device_sink_that_cannot_start_says_why(
+    fake_sd: FakeSoundDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink, stream = device_sink(fake_sd)
+
+    def refuse() -> None:
+        raise fake_sd.PortAudioError("Device unavailable")
+
+    monkeypatch.setattr(stream, "start", refuse)
+    sink.write(tone(440, 0.1), "a")
+    assert sink.error == "cannot start the speaker: Device unavailable"
+    assert not sink.is_playing
 
 
 def test_bookkeeping_stays_bounded_over_a_long_session() -> None:

@@ -243,9 +243,11 @@ async def test_echo_tail_after_playback_is_not_a_turn(
         await source.feed(silence(0.5))
         await source.feed(utterance(speech_s=0.4, lead_s=0.0, tail_s=0.7))
         await recorder.wait_for(
-            lambda n: isinstance(n, EventLogged)
-            and n.direction == "sent"
-            and n.event.get("type") == "input_audio_buffer.commit"
+            lambda n: (
+                isinstance(n, EventLogged)
+                and n.direction == "sent"
+                and n.event.get("type") == "input_audio_buffer.commit"
+            )
         )
         await stop(engine, task)
     assert recorder.sent_types().count("input_audio_buffer.commit") == 1
@@ -261,9 +263,11 @@ async def test_speech_outlasting_the_echo_window_is_a_turn_from_its_onset(
         engine, task, source, _ = await echo_engine(server, config_for, recorder, echo_mode)
         await source.feed(utterance(speech_s=1.0, lead_s=0.0, tail_s=0.7))
         await recorder.wait_for(
-            lambda n: isinstance(n, EventLogged)
-            and n.direction == "sent"
-            and n.event.get("type") == "input_audio_buffer.commit"
+            lambda n: (
+                isinstance(n, EventLogged)
+                and n.direction == "sent"
+                and n.event.get("type") == "input_audio_buffer.commit"
+            )
         )
         await stop(engine, task)
     assert recorder.sent_types().count("input_audio_buffer.commit") == 1
@@ -297,6 +301,44 @@ async def test_the_configured_echo_margin_decides_if_speech_over_playback_is_hea
     assert ("input_audio_buffer.commit" in types) is heard, types
 
 
+class DyingSink(SpySink):
+    """A speaker whose stream ends by itself on the first audio written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dead: str | None = None
+
+    def write(self, pcm: bytes | Int16Array, item_id: str, content_index: int = 0) -> None:
+        super().write(pcm, item_id, content_index)
+        self.dead = "the speaker stream stopped"
+
+    @property
+    def error(self) -> str | None:
+        return self.dead
+
+
+async def test_a_speaker_lost_mid_session_is_reported_once_and_the_session_goes_on(
+    config_for: ConfigFor, recorder: Recorder
+) -> None:
+    async with RealtimeServer(pace=0) as server:
+        config = config_for(server, turn_mode="local-vad")
+        source, sink = QueueSource(), DyingSink()
+        engine = Engine(config, source=source, sink=sink, history=None)
+        engine.subscribe(recorder)
+        task = await started(engine)
+        engine.send_text("first")
+        await recorder.wait_for(lambda n: isinstance(n, ResponseDone))
+        await source.feed(silence(0.2))  # the mic task looks again: no second notice
+        engine.send_text("second")
+        await recorder.wait_for(lambda n: len(recorder.of(ResponseDone)) == 2)
+        await stop(engine, task)
+    assert not task.cancelled() and task.exception() is None
+    assert sink.calls.count("write") >= 2  # audio of both replies reached the sink
+    lost = [n.text for n in recorder.of(Notice) if "speaker" in n.text]
+    assert lost == ["speaker lost: the speaker stream stopped, continuing without sound"]
+    assert [n.status for n in recorder.of(ResponseDone)] == ["completed", "completed"]
+
+
 async def test_a_lost_microphone_leaves_the_engine_in_text_mode(
     config_for: ConfigFor, recorder: Recorder
 ) -> None:
@@ -309,8 +351,9 @@ async def test_a_lost_microphone_leaves_the_engine_in_text_mode(
         # mid-utterance: a turn is open when the device goes away
         await source.feed(np.concatenate([silence(0.6), utterance(0.5, 0.0, 0.0)]))
         await recorder.wait_for(
-            lambda n: isinstance(n, EventLogged)
-            and n.event.get("type") == "input_audio_buffer.append"
+            lambda n: (
+                isinstance(n, EventLogged) and n.event.get("type") == "input_audio_buffer.append"
+            )
         )
         source.queue.put_nowait(AudioDeviceLost("the microphone stopped (device lost)"))
         await recorder.wait_for(lambda n: isinstance(n, Notice) and "microphone lost" in n.text)
@@ -398,8 +441,9 @@ async def test_recording_keeps_only_what_was_heard_of_an_interrupted_reply(
         await asyncio.sleep(0.3)
         engine.cancel()
         await recorder.wait_for(
-            lambda n: isinstance(n, EventLogged)
-            and n.event.get("type") == "conversation.item.truncate"
+            lambda n: (
+                isinstance(n, EventLogged) and n.event.get("type") == "conversation.item.truncate"
+            )
         )
         await stop(engine, task)
     truncate = next(e for e in recorder.sent() if e["type"] == "conversation.item.truncate")
@@ -445,8 +489,9 @@ async def test_truncate_counts_what_the_device_still_played_after_the_flush(
         at_cancel = sink.played_ms(item)
         engine.cancel()
         await recorder.wait_for(
-            lambda n: isinstance(n, EventLogged)
-            and n.event.get("type") == "conversation.item.truncate"
+            lambda n: (
+                isinstance(n, EventLogged) and n.event.get("type") == "conversation.item.truncate"
+            )
         )
         heard = sink.played_ms(item)
         await stop(engine, task)

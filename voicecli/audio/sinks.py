@@ -32,6 +32,8 @@ from voicecli.audio.dsp import StreamResampler, as_int16, rms_dbfs
 from voicecli.audio.ring import RingBuffer
 from voicecli.audio.wav import WavWriter
 
+_STREAM_STOPPED = "the speaker stream stopped"
+
 RATE = 24_000
 LEVEL_BLOCK = RATE // 50  # 20 ms: the resolution of level_dbfs
 SILENCE_DBFS = -120.0
@@ -54,6 +56,12 @@ class AudioSink(Protocol):
     @property
     def level_dbfs(self) -> float | None:
         """The level of what the speaker plays right now; None when silent."""
+        ...
+
+    @property
+    def error(self) -> str | None:
+        """Why the speaker stopped working mid-session (it then plays nothing and
+        counts nothing more as heard); None while it works or once closed."""
         ...
 
     def write(self, pcm: bytes | Int16Array, item_id: str, content_index: int = 0) -> None:
@@ -195,6 +203,11 @@ class NullSink:
         return self._position() < self._written
 
     @property
+    def error(self) -> str | None:
+        """Never fails."""
+        return None
+
+    @property
     def level_dbfs(self) -> float | None:
         """The level at the play position (realtime only; None when silent)."""
         pos = self._position()
@@ -303,8 +316,9 @@ class DeviceSink:
         self._ledger = _Ledger(self.rate)
         self._timer: asyncio.TimerHandle | None = None
         self._started = False
-        self._dead: str | None = None
-        self.underflows = 0  # PortAudio output underflow flags
+        self._dead: str | None = None  # why nothing plays any more
+        self._closing = False  # close() stops the stream: its end is no error
+        self.underflows = 0  # PortAudio output underflow flags (a glitch, not a death)
 
         # shared with the callback; every access holds _lock (a few µs at most)
         self._lock = threading.Lock()
@@ -415,8 +429,10 @@ class DeviceSink:
                 self._out_end = start + n
 
     def _finished(self) -> None:
-        if self._dead is None:
-            self._dead = "the speaker stream stopped"
+        # PortAudio thread: the stream ended (device unplugged, sound server gone)
+        # without close() asking; a constant string, nothing allocated here
+        if self._dead is None and not self._closing:
+            self._dead = _STREAM_STOPPED
 
     # -- event loop --------------------------------------------------------------------
 
@@ -481,6 +497,12 @@ class DeviceSink:
             return False
         self._pump()
         return bool(self._pending) or len(self._ring) > 0 or self._position() < self._out_end
+
+    @property
+    def error(self) -> str | None:
+        """Why the speaker stopped: the stream ended by itself (device or sound server
+        gone) or could not start; None while it works and after :meth:`close`."""
+        return None if self._closing else self._dead
 
     @property
     def level_dbfs(self) -> float | None:
@@ -551,6 +573,7 @@ class DeviceSink:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._closing = True
         stream, self._stream = self._stream, None
         if stream is None:
             return

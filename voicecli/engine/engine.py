@@ -273,6 +273,7 @@ class Engine:
             frame_ms=config.vad.frame_ms,
         )
         self._echo = EchoGuard(echo_mode, margin_db=audio.echo_margin_db)
+        self._speaker_lost = False  # the sink's death was reported
         self._recorder: ConversationRecorder | None = None
         self._recorded: dict[tuple[str, int], _Recorded] = {}
         self._max_backlog_ms = float(audio.max_backlog_s) * 1000.0
@@ -447,6 +448,17 @@ class Engine:
             with contextlib.suppress(Exception):
                 await self._sink.close()
             self._sink = NullSink()
+
+    def _check_speaker(self) -> None:
+        """A speaker that died mid-session is reported once; the engine goes on with
+        it (it plays nothing and counts nothing more as heard, so an interrupted reply
+        is still truncated to what the user really heard)."""
+        if self._speaker_lost:
+            return
+        error = self._sink.error
+        if error is not None:
+            self._speaker_lost = True
+            self._publish(Notice("warning", f"speaker lost: {error}, continuing without sound"))
 
     def _open_recorder(self) -> None:
         path = self.config.audio.record
@@ -879,6 +891,7 @@ class Engine:
             part = self._parts[key] = _Part(note.response_id)
         part.received_bytes += len(note.pcm)
         self._sink.write(note.pcm, note.item_id, note.content_index)
+        self._check_speaker()
         if self._recorder is not None:
             self._recorded.setdefault(key, _Recorded(bytearray())).pcm += note.pcm
         if self._first_audio_at is None:
@@ -1001,6 +1014,7 @@ class Engine:
     async def _await_drain(self) -> None:
         """Wait for the sink to finish what it holds, then mark playback idle."""
         await self._sink.drained()
+        self._check_speaker()
         self._record_played(drained=True)
         self._note_first_sample(final=True)
         self._flush_settled_logs()
@@ -1195,6 +1209,7 @@ class Engine:
         if self._recorder is not None:
             self._recorder.add_mic(np.zeros_like(block) if self._tc.muted else block)
             self._record_played(lead_ms=RECORD_LEAD_MS)
+        self._check_speaker()
         playing = self._sink.is_playing
         # fed every block, playing or not: the guard counts time in mic samples, so only
         # then do its window and hold run on after playback stops (and old levels expire)
