@@ -136,8 +136,7 @@ def echo_blocks(echo: np.ndarray, playback: np.ndarray) -> list[bool]:
     guard's -60 dBFS floor, taken as nothing played)."""
     played = [rms_dbfs(b) for b in blocks(playback, BLOCK)]
     return [
-        a and max(played[max(0, i - 20) : i + 1]) > -60
-        for i, a in enumerate(audible_blocks(echo))
+        a and max(played[max(0, i - 20) : i + 1]) > -60 for i, a in enumerate(audible_blocks(echo))
     ]
 
 
