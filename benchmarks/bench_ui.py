@@ -1,5 +1,6 @@
 """UI benchmark (prints, asserts nothing): 1 000 transcript deltas/s into a 2 000-turn
-conversation, key-to-action latency p50/p99 and transcript frame time.
+conversation, key-to-action latency p50/p99, transcript frame time (the batched
+re-layout) and screen paint time (Textual's compositor rendering the changed regions).
 
 Run: ``python benchmarks/bench_ui.py``. Uses the scripted engine from tests/ui/fakes.py
 (a real server cannot produce a deterministic 1 000 deltas/s).
@@ -12,13 +13,16 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from textual._compositor import Compositor
 from textual.events import Key
+from textual.pilot import Pilot
 
 from tests.ui.fakes import FakeEngine, FakeItem
-from voicecli.protocol.notifications import TranscriptDelta
+from voicecli.protocol.notifications import ResponseDone, TranscriptDelta
 from voicecli.ui.app import VoiceApp
 from voicecli.ui.widgets.transcript import TranscriptView
 
@@ -31,6 +35,17 @@ KEYS = 200
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+async def response_done_handled(
+    pilot: Pilot[Any], engine: FakeEngine, settle_times: list[float], count: int
+) -> None:
+    engine.publish(ResponseDone(f"resp_{count}", "completed", None, None))
+    for _ in range(200):
+        if len(settle_times) >= count:
+            return
+        await pilot.pause(0.01)
+    raise RuntimeError("the app never handled response.done")
 
 
 async def main() -> None:
@@ -50,12 +65,40 @@ async def main() -> None:
         original(self)
         frame_times.append((time.perf_counter() - t0) * 1000)
 
+    paint_times: list[float] = []
+    render_update = Compositor.render_update
+
+    def timed_paint(self: Compositor, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        result = render_update(self, *args, **kwargs)
+        paint_times.append((time.perf_counter() - t0) * 1000)
+        return result
+
+    settle_times: list[float] = []
+    response_done = VoiceApp._response_done
+
+    def timed_response_done(self: VoiceApp, note: ResponseDone) -> None:
+        t0 = time.perf_counter()
+        response_done(self, note)
+        settle_times.append((time.perf_counter() - t0) * 1000)
+
     TranscriptView._flush = timed_flush  # type: ignore[method-assign]
+    VoiceApp._response_done = timed_response_done  # type: ignore[method-assign]
+    Compositor.render_update = timed_paint  # type: ignore[method-assign]
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        # the mount already laid the turns out: force every one to render again
+        app.transcript.structure_changed()
+        app.transcript.refresh_all()
         t0 = time.perf_counter()
         app.transcript.flush_now()
         first = (time.perf_counter() - t0) * 1000
         await pilot.pause()
+        # the 2 000th turn's response.done, as in a live session: the app settles the
+        # heap between turns (VoiceApp._settle_heap); its handler is timed here
+        await response_done_handled(pilot, engine, settle_times, 1)
+        frame_times.clear()
+        paint_times.clear()
 
         stop = asyncio.Event()
 
@@ -87,9 +130,16 @@ async def main() -> None:
         sent = await feeder
         elapsed = time.perf_counter() - start
         await pilot.pause()
-    steady = frame_times[1:] or [0.0]
+        # the streamed reply ends: the next settle only visits what is not frozen yet
+        await response_done_handled(pilot, engine, settle_times, 2)
+    steady = frame_times or [0.0]
+    paints = paint_times or [0.0]
     print(f"turns: {TURNS}, deltas sent: {sent} in {elapsed:.2f} s ({sent / elapsed:.0f}/s)")
     print(f"first full layout of {TURNS} turns: {first:.1f} ms")
+    print(
+        f"response.done handler at {TURNS} turns (heap settle included): first "
+        f"{settle_times[0]:.1f} ms, next (after the streamed reply) {settle_times[1]:.1f} ms"
+    )
     print(
         f"key-to-action latency (m -> engine.toggle_mute): p50 {pct(latencies, 50):.2f} ms, "
         f"p99 {pct(latencies, 99):.2f} ms, max {max(latencies):.2f} ms"
@@ -98,6 +148,10 @@ async def main() -> None:
         f"transcript frame (flush) time: p50 {statistics.median(steady):.2f} ms, "
         f"p99 {pct(steady, 99):.2f} ms, frames {len(steady)} "
         f"({len(steady) / elapsed:.0f}/s)"
+    )
+    print(
+        f"screen paint (compositor render_update): p50 {statistics.median(paints):.2f} ms, "
+        f"p99 {pct(paints, 99):.2f} ms, paints {len(paint_times)}"
     )
 
 

@@ -3,7 +3,8 @@ local server answering instantly."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import gc
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from textual.widgets import Input, TextArea
@@ -22,3 +23,11 @@ async def server() -> AsyncIterator[RealtimeServer]:
     srv = RealtimeServer(pace=0)
     async with srv:
         yield srv
+
+
+@pytest.fixture(autouse=True)
+def thaw_heap() -> Iterator[None]:
+    """VoiceApp freezes the heap after each response (VoiceApp._settle_heap); thaw it
+    after each test so a finished test's app can be collected."""
+    yield
+    gc.unfreeze()
