@@ -26,6 +26,29 @@ def creates(session_received: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e["item"] for e in session_received if e.get("type") == "conversation.item.create"]
 
 
+def assert_nothing_lost(engine: Engine, server: RealtimeServer, data_dir: str | Path) -> None:
+    """Every finished message of the conversation is in the session's JSONL log with its
+    final text, and every reconnect replayed the conversation as it stood, in order."""
+    logged = {r["item_id"]: r for r in history_records(Path(data_dir))}
+    messages = [i for i in engine.conversation.items if i.type == "message"]
+    finished = [i for i in messages if i.status == "completed" and i.text]
+    assert finished, "nothing finished: the test checked nothing"
+    for item in finished:
+        assert item.id in logged, f"{item.role} turn {item.text!r} missing from the log"
+        assert logged[item.id]["text"] == item.text
+    order = [i.id for i in engine.conversation.items]
+    for session in server.sessions[1:]:
+        replayed = creates(session.received)
+        ids = [r["id"] for r in replayed]
+        assert ids == order[: len(ids)], "replayed out of conversation order"
+        for r in replayed:
+            item = engine.conversation.item(r["id"])
+            assert item is not None and r["role"] == item.role
+            if r["role"] == "user":
+                texts = [c.get("text") or c.get("transcript") for c in r["content"]]
+                assert " ".join(t for t in texts if t) == item.text
+
+
 async def chat(engine: Engine, recorder: Recorder, text: str, n: int) -> None:
     engine.send_text(text)
     await recorder.wait_for(
@@ -75,6 +98,7 @@ async def test_drop_mid_response_reconnects_replays_and_answers_again(
         assert len(assistant) == 2 and all(r["status"] == "completed" for r in assistant)
         users = [r["text"] for r in logged if r["role"] == "user"]
         assert users == ["first question", "second question"]  # once each, despite the replay
+        assert_nothing_lost(engine, server, config.data_dir)
 
 
 async def test_drop_mid_append_resends_the_turn_audio(
@@ -110,13 +134,17 @@ async def test_drop_mid_append_resends_the_turn_audio(
             if e["type"] == "input_audio_buffer.append"
         )
         assert abs(appended / 48 - source_ms) < 40
+        logged_roles = [r["role"] for r in history_records(Path(config.data_dir))]
+        assert logged_roles.count("assistant") == 1
+        assert_nothing_lost(engine, server, config.data_dir)
 
 
 async def test_session_expiry_reconnects_with_session_and_history(
     config_for: ConfigFor, recorder: Recorder
 ) -> None:
     async with RealtimeServer(pace=0) as server:
-        engine = Engine(config_for(server), sink=NullSink(), backoff=FAST)
+        config = config_for(server)
+        engine = Engine(config, sink=NullSink(), backoff=FAST)
         engine.subscribe(recorder)
         task = await started(engine)
         await chat(engine, recorder, "remember the number 42", 1)
@@ -134,15 +162,43 @@ async def test_session_expiry_reconnects_with_session_and_history(
         assert second[0]["type"] == "session.update"
         assert [i["role"] for i in creates(second)[:2]] == ["user", "assistant"]
         assert creates(second)[0]["content"][0]["text"] == "remember the number 42"
+        texts = [(i.role, i.text) for i in engine.conversation.items]
+        assert [t for t in texts if t[0] == "user"] == [
+            ("user", "remember the number 42"),
+            ("user", "what number?"),
+        ]
+        assert texts[-1] == ("assistant", "You said: what number?")
+        assert_nothing_lost(engine, server, config.data_dir)
 
 
 async def test_refused_three_times_then_connects(config_for: ConfigFor, recorder: Recorder) -> None:
-    async with RealtimeServer(pace=0, faults=Faults(refuse_connections=3)) as server:
-        engine = Engine(config_for(server), sink=NullSink(), backoff=FAST)
+    async with RealtimeServer(pace=0) as server:
+        config = config_for(server)
+        engine = Engine(config, sink=NullSink(), backoff=FAST)
         engine.subscribe(recorder)
         task = await started(engine)
         await chat(engine, recorder, "hello", 1)
+        # the server goes away after a turn and refuses the next three reconnects
+        server.faults.refuse_connections = 3
+        server.faults.drop_after_audio_deltas = 1
+        engine.send_text("are you there")
+        await recorder.wait_for(
+            lambda n: isinstance(n, ConnectionChanged) and n.state == "reconnecting"
+        )
+        server.faults.drop_after_audio_deltas = None
+        await recorder.wait_for(
+            lambda n: isinstance(n, ConnectionChanged) and n.state == "connected", count=2
+        )
+        await recorder.wait_for(
+            lambda x: isinstance(x, ResponseDone) and x.status == "completed", count=2, timeout=10
+        )
         await stop(engine, task)
+        assert server.refused == 3
+        assert_nothing_lost(engine, server, config.data_dir)
+        assert [i.text for i in engine.conversation.items if i.role == "user"] == [
+            "hello",
+            "are you there",
+        ]
         assert server.refused == 3
         states = [n.state for n in recorder.of(ConnectionChanged)]
         assert states.count("reconnecting") >= 3
@@ -213,6 +269,39 @@ async def test_stall_drops_oldest_audio_beyond_backlog(
         await stop(engine, task)
         assert engine.status.dropped_audio_ms > 0
         assert engine._outbox_audio_ms <= 500
+
+
+@pytest.mark.slow
+async def test_a_ten_second_stall_delays_the_reply_and_loses_nothing(
+    config_for: ConfigFor, recorder: Recorder
+) -> None:
+    async with RealtimeServer(pace=0) as server:
+        config = config_for(server)
+        engine = Engine(config, sink=NullSink(), backoff=FAST)
+        engine.subscribe(recorder)
+        task = await started(engine)
+        await chat(engine, recorder, "before the stall", 1)
+        server.faults.stall_s = 10.0
+        t0 = asyncio.get_running_loop().time()
+        engine.send_text("during the stall")
+        await recorder.wait_for(
+            lambda x: isinstance(x, ResponseDone) and x.status == "completed", count=2, timeout=20
+        )
+        waited = asyncio.get_running_loop().time() - t0
+        await recorder.wait_for(
+            lambda n: isinstance(n, TurnLogged) and n.role == "assistant", count=2
+        )
+        await stop(engine, task)
+        assert waited >= 9.5  # the server really stalled
+        assert len(server.sessions) == 1  # a 10 s stall is waited out (20 s ping timeout)
+        texts = [(i.role, i.text) for i in engine.conversation.items]
+        assert texts == [
+            ("user", "before the stall"),
+            ("assistant", "You said: before the stall"),
+            ("user", "during the stall"),
+            ("assistant", "You said: during the stall"),
+        ]
+        assert_nothing_lost(engine, server, config.data_dir)
 
 
 async def test_proactive_rotation_before_expiry_at_a_quiet_moment(
