@@ -1,6 +1,8 @@
 """The API key never reaches a file or an output: ``voicecli ask`` runs against the local
 server (which requires the key) with --debug, a transcript, an answer WAV and a history,
-including a run whose connection drops, and every file written under the private HOME
+including runs whose connection drops (mid-answer, mid-question), that get malformed
+frames, that record the conversation to a WAV, whose session expires, and a wrong key;
+every file written under the private HOME
 and XDG directories, plus stdout and stderr, is searched for the key."""
 
 from __future__ import annotations
@@ -67,13 +69,25 @@ def test_key_is_never_written_anywhere(tmp_path: Path) -> None:
         faults.drop_on_append = 1
         assert ask("drop_append") == 1, outputs[-1]
         faults.drop_on_append = None
-        # 5. a wrong key
+        # 5. malformed frames before the answer, the conversation recorded to a WAV
+        config.write_text(f'[audio]\nrecord = "{work / "recording.wav"}"\n', encoding="utf-8")
+        config.chmod(0o600)
+        faults.malformed_before_reply = ("text", "binary", "unknown_type", "missing_fields")
+        assert ask("malformed") == 0, outputs[-1]
+        faults.malformed_before_reply = ()
+        # 6. the session expires at once
+        faults.expire_after_s = 0.0
+        ask("expired")
+        faults.expire_after_s = None
+        config.unlink()
+        # 7. a wrong key
         assert ask("wrong", env={**env, "OPENAI_API_KEY": "sk-test-WRONG-0000"}) == 1
 
     files = _all_files(home) + _all_files(work)
     sessions = [p for p in files if p.suffix == ".jsonl" and "sessions" in p.parts]
     assert sessions, "ask wrote no history: nothing was checked"
     assert (work / "env.jsonl").stat().st_size > 0
+    assert (work / "recording.wav").stat().st_size > 44  # the recording was written
     leaks = [str(p) for p in files if KEY.encode() in p.read_bytes()]
     assert leaks == []
     for text in outputs:
