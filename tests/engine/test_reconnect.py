@@ -40,7 +40,13 @@ def assert_nothing_lost(engine: Engine, server: RealtimeServer, data_dir: str | 
     for session in server.sessions[1:]:
         replayed = creates(session.received)
         ids = [r["id"] for r in replayed]
-        assert ids == order[: len(ids)], "replayed out of conversation order"
+        positions = [order.index(i) for i in ids]
+        assert positions == sorted(positions), "replayed out of conversation order"
+        # nothing finished before the last replayed item was left out (a reply cut off
+        # by the drop is; it was never finished)
+        before = engine.conversation.items[: max(positions, default=-1) + 1]
+        skipped = [i.text for i in before if i in finished and i.id not in ids]
+        assert skipped == [], "finished turns missing from the replay"
         for r in replayed:
             item = engine.conversation.item(r["id"])
             assert item is not None and r["role"] == item.role
@@ -228,6 +234,66 @@ async def test_close_cancels_backoff_wait(config_for: ConfigFor, recorder: Recor
         await asyncio.wait_for(engine.close(), 1)
         await asyncio.wait_for(task, 1)
         assert engine.status.connection == "closed"
+
+
+async def test_reconnect_now_skips_the_backoff_wait(
+    config_for: ConfigFor, recorder: Recorder
+) -> None:
+    async with RealtimeServer(pace=0, faults=Faults(refuse_connections=2)) as server:
+        engine = Engine(config_for(server), sink=NullSink(), backoff=Backoff(initial=60, cap=60))
+        engine.subscribe(recorder)
+        assert not engine.reconnect_now()  # nothing to reconnect yet
+        task = asyncio.create_task(engine.run())
+        for refusals in (1, 2):
+            await recorder.wait_for(
+                lambda n: isinstance(n, ConnectionChanged) and n.detail.startswith("attempt"),
+                count=refusals,
+            )
+            assert server.refused == refusals
+            assert engine.reconnect_now()
+        await asyncio.wait_for(engine.wait_connected(), 2)  # not the 30-60 s backoff
+        await chat(engine, recorder, "hello", 1)
+        assert not engine.reconnect_now()  # connected: nothing to do
+        await stop(engine, task)
+
+
+async def test_stop_reconnecting_stays_offline_until_asked_and_keeps_the_conversation(
+    config_for: ConfigFor, recorder: Recorder
+) -> None:
+    async with RealtimeServer(pace=0) as server:
+        config = config_for(server)
+        engine = Engine(config, sink=NullSink(), backoff=Backoff(initial=0.05, cap=0.05))
+        engine.subscribe(recorder)
+        task = await started(engine)
+        await chat(engine, recorder, "before the outage", 1)
+        server.faults.refuse_connections = 1000
+        server.faults.drop_after_audio_deltas = 1
+        engine.send_text("cut off")
+        await recorder.wait_for(
+            lambda n: isinstance(n, ConnectionChanged) and n.state == "reconnecting", count=2
+        )
+        assert engine.stop_reconnecting()
+        await recorder.wait_for(lambda n: isinstance(n, ConnectionChanged) and n.state == "offline")
+        assert not engine.stop_reconnecting()  # already stopped
+        refused = server.refused
+        await asyncio.sleep(0.5)  # ten backoff delays: none is tried while offline
+        assert server.refused == refused
+        assert engine.status.connection == "offline"
+        server.faults.refuse_connections = 0
+        server.faults.drop_after_audio_deltas = None
+        engine.send_text("after the outage")  # typed while offline: sent once back
+        assert engine.reconnect_now()
+        # one reply, to both messages: the replay carries "cut off" as context
+        await recorder.wait_for(
+            lambda x: isinstance(x, ResponseDone) and x.status == "completed", count=2, timeout=10
+        )
+        await stop(engine, task)
+        users = [i.text for i in engine.conversation.items if i.role == "user"]
+        assert users == ["before the outage", "cut off", "after the outage"]
+        assert engine.conversation.items[-1].role == "assistant"  # the last message answered
+        errors = [e["error"]["code"] for e in server.sent if e.get("type") == "error"]
+        assert errors == []  # no second response.create refused
+        assert_nothing_lost(engine, server, config.data_dir)
 
 
 class BurstSource:

@@ -141,7 +141,7 @@ class Backoff:
     max_attempts: int | None = None
 
     def delay(self, attempt: int, rng: random.Random) -> float:
-        growth: float = 2.0 ** max(0, attempt - 1)
+        growth: float = 2.0 ** min(max(0, attempt - 1), 30)  # no overflow in long outages
         return min(self.cap, self.initial * growth) * rng.uniform(0.5, 1.0)
 
 
@@ -312,6 +312,9 @@ class Engine:
         self._connection: Connection | None = None
         self._connected = asyncio.Event()
         self._closing = asyncio.Event()
+        # the user's say over reconnecting: retry now, or stop until asked again
+        self._retry_now = asyncio.Event()
+        self._stay_offline = False
         self._rotate_now = asyncio.Event()
         self._rotate_timer: asyncio.TimerHandle | None = None
         self._fatal = False
@@ -371,6 +374,56 @@ class Engine:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
+
+    def reconnect_now(self) -> bool:
+        """Skip the backoff wait and try at once (also resumes after
+        :meth:`stop_reconnecting`). False when there is nothing to reconnect."""
+        if self._status.connection not in ("reconnecting", "offline"):
+            return False
+        self._stay_offline = False
+        self._retry_now.set()
+        return True
+
+    def stop_reconnecting(self) -> bool:
+        """Stop the reconnect attempts; the conversation is kept, text typed meanwhile
+        waits, and :meth:`reconnect_now` resumes. False when not reconnecting."""
+        if self._status.connection != "reconnecting":
+            return False
+        self._stay_offline = True
+        self._retry_now.set()
+        return True
+
+    async def _backoff_wait(self, attempt: int) -> bool:
+        """Wait before reconnect attempt ``attempt``: the backoff delay, cut short by
+        :meth:`reconnect_now`; after :meth:`stop_reconnecting`, until resumed. True when
+        resumed by the user (the attempt count starts over), False on a plain timeout."""
+        delay = self._backoff.delay(attempt, self._rng)
+        self._set_connection("reconnecting", f"attempt {attempt} in {delay:.1f}s")
+        # a retry/stop asked during the previous attempt counts now (not cleared first)
+        if not await self._closing_or_retry(delay):
+            return False
+        if self._stay_offline:
+            self._retry_now.clear()
+            self._set_connection("offline", "reconnecting stopped")
+            await self._closing_or_retry(None)
+        self._retry_now.clear()
+        if not self._closing.is_set():
+            self._set_connection("reconnecting", "now")
+        return True
+
+    async def _closing_or_retry(self, timeout: float | None) -> bool:
+        """Until closing or a user's retry/stop (True), or the timeout (False)."""
+        waits = [
+            asyncio.create_task(self._closing.wait()),
+            asyncio.create_task(self._retry_now.wait()),
+        ]
+        try:
+            done, _ = await asyncio.wait(
+                waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            await _reap(waits)
+        return bool(done)
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
@@ -523,10 +576,8 @@ class Engine:
                 if limit is not None and attempt > limit:
                     self._fail("could not reconnect: giving up")
                     return
-                delay = self._backoff.delay(attempt, self._rng)
-                self._set_connection("reconnecting", f"attempt {attempt} in {delay:.1f}s")
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), delay)
+                if await self._backoff_wait(attempt):
+                    attempt = 0  # the user asked: a failure starts the backoff over
                 if self._closing.is_set():
                     return
             else:
@@ -551,6 +602,8 @@ class Engine:
                 continue
             self._connection = conn
             attempt = 0
+            self._retry_now.clear()  # asked while the attempt was already succeeding
+            self._stay_offline = False
             try:
                 reason = await self._serve(conn, replay=not first)
             finally:  # also when run() is cancelled: the socket and its tasks go too
@@ -647,6 +700,11 @@ class Engine:
             creates = any(e.get("type") == "response.create" for e in self._unacked)
             if self._resume_response and not creates:
                 head.append(self._ev.response_create())
+            if any(e.get("type") == "response.create" for e in self._outbox):
+                # a message typed while disconnected asks for its reply after the replay:
+                # one response answers everything (a second would be refused with
+                # conversation_already_has_active_response, leaving that message unanswered)
+                head = [e for e in head if e.get("type") != "response.create"]
         self._resume_response = False
         self._unacked.clear()
         self._unacked_audio_ms = 0.0

@@ -11,7 +11,8 @@ TurnMode = Literal["push-to-talk", "local-vad", "server-vad", "semantic-vad"]
 TURN_MODES: tuple[TurnMode, ...] = get_args(TurnMode)
 """Every turn mode, in the order :meth:`Engine.cycle_turn_mode` walks them."""
 
-ConnectionState = Literal["connecting", "connected", "reconnecting", "closed", "failed"]
+ConnectionState = Literal["connecting", "connected", "reconnecting", "offline", "closed", "failed"]
+"""``offline``: the user stopped the reconnect attempts (:meth:`Engine.stop_reconnecting`)."""
 MicState = Literal["off", "muted", "live", "sending", "unavailable"]
 VadState = Literal["speech", "silence"]
 ResponseState = Literal["idle", "generating", "playing", "cancelled"]

@@ -17,6 +17,7 @@ CONNECTION_STYLE = {
     "connected": "green",
     "connecting": "yellow",
     "reconnecting": "yellow",
+    "offline": "red",
     "closed": "dim",
     "failed": "bold red",
 }
