@@ -211,6 +211,7 @@ DEFAULT_KEYS: Mapping[str, str] = types.MappingProxyType(
         "commit": "enter",
         "cancel": "escape",
         "clear": "ctrl+k",
+        "reconnect": "ctrl+r",
         "mute": "m",
         "turn_mode": "v",
         "session": "s",

@@ -96,6 +96,14 @@ class FakeEngine:
     def clear_input(self) -> None:
         self.calls.append(("clear_input", None))
 
+    def reconnect_now(self) -> bool:
+        self.calls.append(("reconnect_now", None))
+        return self.status.connection in ("reconnecting", "offline")
+
+    def stop_reconnecting(self) -> bool:
+        self.calls.append(("stop_reconnecting", None))
+        return self.status.connection == "reconnecting"
+
     def toggle_mute(self) -> None:
         self.calls.append(("toggle_mute", None))
 

@@ -14,7 +14,7 @@ from voicecli.audio import devices, sinks
 from voicecli.config import DEFAULT_KEYS, ConfigError
 from voicecli.engine import Engine
 from voicecli.server import RealtimeServer
-from voicecli.ui.app import ACTIONS, VoiceApp, build_audio
+from voicecli.ui.app import ACTIONS, ConnectionBanner, VoiceApp, build_audio
 from voicecli.ui.screens.text_input import TextInputScreen
 
 
@@ -148,3 +148,45 @@ async def test_no_default_device_gives_text_mode_and_the_speaker_gets_the_latenc
         assert received(server, "conversation.item.create")[-1]["item"]["content"] == [
             {"type": "input_text", "text": "typed"}
         ]
+
+
+async def test_escape_stops_reconnecting_and_ctrl_r_brings_the_line_back(
+    server: RealtimeServer, tmp_path: Path
+) -> None:
+    app = make_app(server, tmp_path)
+    engine = app.engine
+    assert isinstance(engine, Engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot)
+        banner = app.main.query_one(ConnectionBanner)
+        assert not banner.display
+        acks: list[str] = []
+        acknowledge = app.status_bar.acknowledge
+        app.status_bar.acknowledge = lambda text: (acks.append(text), acknowledge(text))[1]  # type: ignore[method-assign]
+        # the line goes down in the middle of a reply, and the server refuses to come back
+        server.faults.refuse_connections = 1000
+        server.faults.drop_after_audio_deltas = 1
+        engine.send_text("are you there")
+        await until(pilot, lambda: app.status_bar.status.connection == "reconnecting")
+        await until(pilot, lambda: "ctrl+r: retry now" in str(banner.render()))
+        assert "escape: stop" in str(banner.render())
+        await pilot.press("escape")
+        await until(pilot, lambda: app.status_bar.status.connection == "offline")
+        assert app.status_bar.ack == "stopped reconnecting: ctrl+r to try again"
+        await until(pilot, lambda: "offline" in str(banner.render()))
+        refused = server.refused
+        await pilot.pause(1.2)  # longer than the first backoff delays: no attempt made
+        assert server.refused == refused
+        server.faults.refuse_connections = 0
+        server.faults.drop_after_audio_deltas = None
+        await pilot.press("ctrl+r")
+        assert "reconnecting now…" in acks
+        await until(pilot, lambda: app.status_bar.status.connection == "connected")
+        await until(pilot, lambda: not banner.display)
+        await pilot.press("ctrl+r")
+        assert app.status_bar.ack == "nothing to reconnect: connected"
+        # the replayed conversation carries the interrupted message
+        replayed = received(server, "conversation.item.create")
+        assert any(
+            e["item"].get("content", [{}])[0].get("text") == "are you there" for e in replayed
+        )

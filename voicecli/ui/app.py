@@ -84,6 +84,8 @@ class EngineLike(Protocol):
     def push_to_talk(self) -> None: ...
     def commit(self) -> None: ...
     def cancel(self) -> None: ...
+    def reconnect_now(self) -> bool: ...
+    def stop_reconnecting(self) -> bool: ...
     def clear_input(self) -> None: ...
     def toggle_mute(self) -> None: ...
     def cycle_turn_mode(self) -> TurnMode: ...
@@ -103,6 +105,8 @@ class Action(NamedTuple):
     method: str
     label: str
     help: str
+    footer: bool = True
+    """Shown in the footer (all are in the command palette)."""
 
     @property
     def default_keys(self) -> str:
@@ -119,6 +123,13 @@ ACTIONS: tuple[Action, ...] = (
         "Cancel the response, stop playback, truncate to the heard part",
     ),
     Action("clear", "clear", "Clear", "Clear the input buffer and the local pre-roll"),
+    Action(
+        "reconnect",
+        "reconnect",
+        "Reconnect",
+        "Reconnect now (skip the wait, or resume after stopping)",
+        footer=False,  # the connection banner names it when it matters
+    ),
     Action("mute", "mute", "Mute", "Mute or unmute the microphone"),
     Action(
         "turn_mode",
@@ -153,13 +164,19 @@ class ConnectionBanner(Static):
     ConnectionBanner.failed { background: $error; }
     """
 
-    def show_state(self, state: str, detail: str) -> None:
-        if state in ("reconnecting", "failed"):
+    def show_state(self, state: str, detail: str, keys: Mapping[str, str]) -> None:
+        """``keys``: action id -> the key to name in hints (``cancel``, ``reconnect``)."""
+        if state in ("reconnecting", "offline", "failed"):
             text = f"connection {state}" + (f": {detail}" if detail else "")
             if state == "reconnecting":
-                text += "  (the conversation is replayed when it is back)"
+                text += (
+                    f"  ·  {keys['reconnect']}: retry now  ·  {keys['cancel']}: stop"
+                    "  (the conversation is replayed when it is back)"
+                )
+            elif state == "offline":
+                text += f"  ·  {keys['reconnect']}: reconnect  (typed messages wait)"
             self.update(Text(text, style="bold"))
-            self.set_class(state == "failed", "failed")
+            self.set_class(state != "reconnecting", "failed")
             self.display = True
         else:
             self.display = False
@@ -169,7 +186,14 @@ class MainScreen(Screen[None]):
     """Transcript, optional event log, status bar, footer."""
 
     BINDINGS = [
-        Binding(a.default_keys, f"app.{a.method}", a.label, id=a.id, priority=a.id == "quit")
+        Binding(
+            a.default_keys,
+            f"app.{a.method}",
+            a.label,
+            show=a.footer,
+            id=a.id,
+            priority=a.id == "quit",
+        )
         for a in ACTIONS
     ]
 
@@ -336,7 +360,8 @@ class VoiceApp(App[int]):
             if not note.created:
                 self.ack("session updated ✓")
         elif isinstance(note, ConnectionChanged):
-            self.main.query_one(ConnectionBanner).show_state(note.state, note.detail)
+            hints = {a: self._key_name(a) for a in ("cancel", "reconnect")}
+            self.main.query_one(ConnectionBanner).show_state(note.state, note.detail, hints)
         elif isinstance(note, Notice):
             severity = {"info": "information", "warning": "warning", "error": "error"}[note.level]
             self.notify(note.text, severity=severity, timeout=8)  # type: ignore[arg-type]
@@ -398,8 +423,23 @@ class VoiceApp(App[int]):
 
     def action_cancel(self) -> None:
         self._reply_ack = False
+        if self.engine.stop_reconnecting():  # nothing to cancel while the line is down
+            self.ack(f"stopped reconnecting: {self._key_name('reconnect')} to try again")
+            return
         self.ack("cancel requested")
         self.engine.cancel()
+
+    def action_reconnect(self) -> None:
+        self._reply_ack = False
+        if self.engine.reconnect_now():
+            self.ack("reconnecting now…")
+        else:
+            self.ack(f"nothing to reconnect: {self.engine.status.connection}")
+
+    def _key_name(self, action_id: str) -> str:
+        """The first key bound to an action, as the user would type it."""
+        keys = self._keys.get(action_id) or DEFAULT_KEYS[action_id]
+        return keys.split(",")[0]
 
     def action_clear(self) -> None:
         self._reply_ack = False
