@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -31,31 +30,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import require
 from voicecli.audio.wav import read_wav_24k_mono
 
 pytestmark = [pytest.mark.audio, pytest.mark.slow]
-
-
-def _pulse_ok() -> bool:
-    if not os.environ.get("PULSE_SERVER") or not shutil.which("pactl"):
-        return False
-    return subprocess.run(["pactl", "info"], capture_output=True, timeout=5).returncode == 0
-
-
-def _portaudio_ok() -> bool:
-    try:
-        import sounddevice  # noqa: F401
-    except OSError:
-        return False
-    return True
-
-
-@pytest.fixture
-def audio_env() -> None:
-    require("PulseAudio", _pulse_ok(), "run scripts/test, or start a daemon and set PULSE_SERVER")
-    require("PortAudio", _portaudio_ok(), "apt-get install libportaudio2")
-    require("espeak-ng", shutil.which("espeak-ng") is not None, "apt-get install espeak-ng")
 
 
 def speak(text: str, path: Path) -> Path:
@@ -102,12 +79,14 @@ def recorder_proc(tmp_path: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def start_ask(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, Path]]:
+def start_ask(
+    tmp_path: Path, audio_config: str = "headphones = true"
+) -> Iterator[tuple[subprocess.Popen[str], Path, Path]]:
     transcript, out = tmp_path / "t.jsonl", tmp_path / "reply.wav"
     config = tmp_path / "cfg" / "voicecli" / "config.toml"
     config.parent.mkdir(parents=True)
     # the virtual devices are acoustically isolated: see the module docstring
-    config.write_text("[audio]\nheadphones = true\n")
+    config.write_text(f"[audio]\n{audio_config}\n")
     env = dict(os.environ)
     env.update(XDG_DATA_HOME=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "cfg"))
     env.pop("OPENAI_API_KEY", None)
