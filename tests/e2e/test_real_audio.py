@@ -6,9 +6,8 @@ reply plays through PortAudio into the null sink ``speaker`` and ``parec`` recor
 from ``speaker.monitor``. Needs PULSE_SERVER (scripts/test starts the daemon).
 
 The virtual mic and speaker are separate null sinks: nothing played reaches the mic, as
-with headphones, and the config says so (``audio.headphones``). With the default echo
-guard the engine would, rightly, take a second utterance no louder than the reply for
-the reply's own echo and not interrupt (see voicecli/audio/echo.py).
+with headphones, and the config says so (``audio.headphones``). The echo guard, with a
+real echo path, is tested in test_echo_guard.py.
 
 Every subprocess is killed if still running and waited for, whatever the outcome: a
 leaked ``ask`` or ``parec`` would hold the audio devices (and its pipes would raise
