@@ -229,14 +229,17 @@ async def bench_playback() -> None:
             await closing
     print(f"playback [{label}]:")
     print(f"  first write -> first sample at the device: median {statistics.median(firsts):.1f} ms")
-    print(f"  barge-in (flush) -> played time stops: median {statistics.median(silences):.1f} ms")
+    print(
+        f"  barge-in (flush) -> the sink's played count stops: median "
+        f"{statistics.median(silences):.1f} ms"
+    )
     print(
         f"  |truncate audio_end_ms - audio really played|: median "
         f"{statistics.median(errors):.1f} ms, max {max(errors):.1f} ms (n={len(errors)})"
     )
     print(
-        f"    (truncating at the flush instead: median {statistics.median(errors_at_flush):.1f}"
-        f" ms, max {max(errors_at_flush):.1f} ms)"
+        f"  barge-in (flush) -> silent at the device (audio recorded past the flush point): "
+        f"median {statistics.median(errors_at_flush):.1f} ms, max {max(errors_at_flush):.1f} ms"
     )
 
 

@@ -285,8 +285,11 @@ class DeviceSink:
     a missing device raises :class:`~voicecli.audio.devices.DeviceNotFound`, a device
     that cannot be opened :class:`~voicecli.audio.devices.AudioDeviceError` and no
     PortAudio :class:`~voicecli.audio.devices.PortAudioMissing`. ``latency``: seconds
-    of device buffer (PortAudio's suggested latency); audio already handed to the device
-    cannot be recalled, so a flush is silent after about that long. ``prebuffer_ms``:
+    of device buffer (PortAudio's suggested latency). ``abort_on_flush``: a flush while
+    the device holds audio aborts the stream, which discards that audio, so the speaker
+    is silent within milliseconds instead of after ``latency`` (the stream restarts on
+    the next write); False: the callback fades the ring out and what the device holds
+    still plays. ``prebuffer_ms``:
     after silence, playback waits for this much audio (or this long) so network jitter
     does not underrun. ``buffer_s``: the ring the callback reads; more waits on the
     event loop. ``rate``: force a device rate (default: 24 kHz if accepted, else the
@@ -303,6 +306,7 @@ class DeviceSink:
         block_ms: float = 10.0,
         fade_ms: float = 5.0,
         rate: int | None = None,
+        abort_on_flush: bool = True,
     ) -> None:
         sd = sounddevice_module()
         self.device = find_device(device, kind="output")
@@ -318,6 +322,8 @@ class DeviceSink:
         self._started = False
         self._dead: str | None = None  # why nothing plays any more
         self._closing = False  # close() stops the stream: its end is no error
+        self._abort_on_flush = abort_on_flush
+        self._aborts = 0  # stream ends we caused (flush): not a dead speaker
         self.underflows = 0  # PortAudio output underflow flags (a glitch, not a death)
 
         # shared with the callback; every access holds _lock (a few µs at most)
@@ -431,7 +437,9 @@ class DeviceSink:
     def _finished(self) -> None:
         # PortAudio thread: the stream ended (device unplugged, sound server gone)
         # without close() asking; a constant string, nothing allocated here
-        if self._dead is None and not self._closing:
+        if self._aborts:
+            self._aborts -= 1
+        elif self._dead is None and not self._closing:
             self._dead = _STREAM_STOPPED
 
     # -- event loop --------------------------------------------------------------------
@@ -530,16 +538,54 @@ class DeviceSink:
         self._ledger.settle(self._position())
 
     def flush(self, fade: bool = True) -> None:
-        """Drop everything not handed to the device yet; the callback fades out over at
-        most ``fade_ms`` of its next block. What the device already holds still plays
-        (and is counted when heard)."""
+        """Drop everything not heard yet (barge-in).
+
+        While the device holds audio and ``abort_on_flush`` is on, the stream is
+        aborted: the speaker goes silent at once, cut rather than faded (a fade could
+        only start behind the ``latency`` of audio the device already holds), and only
+        what reached the DAC counts as heard. Otherwise the callback fades the ring out
+        over at most ``fade_ms`` of its next block, and what the device holds still
+        plays (counted when heard)."""
         self._pending.clear()
         if self._resampler is not None:
             self._resampler.reset()
             self._resampled_key = None
+        if self._abort_on_flush and self._started and self._dead is None:
+            heard = self._position()
+            if heard < self._out_end:
+                self._cut(heard)
+                return
         with self._lock:
             self._flush_fade = fade
             self._flush_at = self._ring.total_written
+
+    def _cut(self, heard: int) -> None:
+        """Abort the stream (a millisecond on PulseAudio/ALSA): nothing after ring
+        position ``heard`` reaches the speaker; the next write restarts it."""
+        sd = sounddevice_module()
+        self._aborts += 1
+        try:
+            self._stream.abort(ignore_errors=True)
+        except sd.PortAudioError as exc:
+            self._aborts -= 1
+            self._dead = f"the speaker failed: {exc}"
+            log.error("%s", self._dead)
+        self._started = False
+        end = self._ring.total_written
+        # the callback no longer runs: its state and the ring's read side are ours now
+        self._ring.discard_until(end)
+        self._idle = True
+        self._wait_since = -1.0
+        with self._lock:
+            discards, self._cb_discards = self._cb_discards, []
+            self._rec_count = 0
+            self._credited = end
+            self._out_end = end
+            self._flush_at = end
+        for a, b in discards:
+            self._ledger.discard(a, b)
+        self._ledger.discard(heard, end)
+        self._ledger.settle(end)
 
     async def drained(self) -> None:
         """Wait until everything written has been heard (or flushed)."""
