@@ -156,9 +156,7 @@ def test_device_sink_plays_bit_exact_and_credits_at_dac_time(fake_sd: FakeSoundD
 def test_device_sink_flush_fades_within_one_block_and_drops_the_rest(
     fake_sd: FakeSoundDevice,
 ) -> None:
-    sink, stream = device_sink(
-        fake_sd, latency=0.1, prebuffer_ms=0, fade_ms=5, abort_on_flush=False
-    )
+    sink, stream = device_sink(fake_sd, latency=0.1, prebuffer_ms=0, fade_ms=5)
     sink.write(np.full(24_000, 10_000, np.int16), "a", 0)
     for k in range(10):  # 100 ms handed to the device
         stream.pull(240, now=0.01 * k, dac_delay=0.1)
@@ -180,7 +178,7 @@ def test_device_sink_flush_fades_within_one_block_and_drops_the_rest(
 
 
 def test_device_sink_flush_without_fade_is_immediate(fake_sd: FakeSoundDevice) -> None:
-    sink, stream = device_sink(fake_sd, prebuffer_ms=0, abort_on_flush=False)
+    sink, stream = device_sink(fake_sd, prebuffer_ms=0)
     sink.write(np.full(4800, 7000, np.int16), "a")
     stream.pull(240, now=0.0)
     sink.flush(fade=False)
@@ -189,41 +187,21 @@ def test_device_sink_flush_without_fade_is_immediate(fake_sd: FakeSoundDevice) -
     assert sink.played_ms("a") == 10
 
 
-def test_device_sink_flush_aborts_what_the_device_holds(fake_sd: FakeSoundDevice) -> None:
-    sink, stream = device_sink(fake_sd, latency=0.2, prebuffer_ms=0)
-    sink.write(np.full(24_000, 10_000, np.int16), "a", 0)
-    for k in range(30):  # 300 ms handed to the device; the DAC plays from 0.2 s
-        stream.pull(240, now=0.01 * k, dac_delay=0.2)
-    stream.time = 0.2955  # the last callback ran at 0.29
-    sink.flush(fade=True)
-    assert not stream.started  # aborted: the device's 205 ms left are dropped, not played
-    assert stream.finished_callback is not None
-    stream.finished_callback()  # PortAudio reports the end of the aborted stream
-    assert sink.error is None  # that was us, not a lost speaker
-    assert not sink.is_playing and sink.level_dbfs is None
-    stream.time = 5.0
-    assert sink.played_ms("a", 0) == 95  # exactly what reached the DAC before the cut
-    # the next reply restarts the stream and plays from its own start, faded in
-    data = ramp_signal(2400)
-    sink.write(data, "b", 0)
-    assert stream.started and sink.is_playing
-    got = np.concatenate([stream.pull(240, now=5.0 + 0.01 * k, dac_delay=0.2) for k in range(10)])
-    fade = len(sink._ramp_in)
-    assert np.array_equal(got[fade:], data[fade:])
-    stream.time = 5.35
-    assert sink.played_ms("b", 0) == 100 and sink.played_ms("a", 0) == 95
-
-
-def test_device_sink_flush_with_nothing_in_the_device_does_not_abort(
+async def test_device_sink_drained_is_woken_by_the_callback_then_waits_for_the_dac(
     fake_sd: FakeSoundDevice,
 ) -> None:
     sink, stream = device_sink(fake_sd, latency=0.2, prebuffer_ms=0)
-    sink.write(np.full(2400, 3000, np.int16), "a", 0)
-    for k in range(10):
+    sink.write(np.full(2400, 3000, np.int16), "a")
+    task = asyncio.create_task(sink.drained())
+    await asyncio.sleep(0.05)
+    assert not task.done()  # the ring holds audio and no callback ran: it waits
+    for k in range(10):  # the 10th callback empties the ring and wakes it
         stream.pull(240, now=0.01 * k, dac_delay=0.2)
-    stream.time = 1.0  # all 100 ms heard
-    sink.flush()
-    assert stream.started and sink.played_ms("a", 0) == 100
+    await asyncio.sleep(0.02)
+    assert not task.done()  # the last block reaches the DAC at 0.29 s: not yet heard
+    stream.time = 0.31
+    await asyncio.wait_for(task, 1.5)
+    assert sink.played_ms("a") == 100
 
 
 def test_device_sink_waits_for_the_prebuffer_then_starts(fake_sd: FakeSoundDevice) -> None:

@@ -285,11 +285,11 @@ class DeviceSink:
     a missing device raises :class:`~voicecli.audio.devices.DeviceNotFound`, a device
     that cannot be opened :class:`~voicecli.audio.devices.AudioDeviceError` and no
     PortAudio :class:`~voicecli.audio.devices.PortAudioMissing`. ``latency``: seconds
-    of device buffer (PortAudio's suggested latency). ``abort_on_flush``: a flush while
-    the device holds audio aborts the stream, which discards that audio, so the speaker
-    is silent within milliseconds instead of after ``latency`` (the stream restarts on
-    the next write); False: the callback fades the ring out and what the device holds
-    still plays. ``prebuffer_ms``:
+    of device buffer (PortAudio's suggested latency); audio already handed to the device
+    is not recalled, so a flush is silent after about that long. (Aborting the stream
+    would drop it at once, but aborting and restarting a PulseAudio output stream while
+    the input stream runs made the input stall in about one quit in three here.)
+    ``prebuffer_ms``:
     after silence, playback waits for this much audio (or this long) so network jitter
     does not underrun. ``buffer_s``: the ring the callback reads; more waits on the
     event loop. ``rate``: force a device rate (default: 24 kHz if accepted, else the
@@ -306,7 +306,6 @@ class DeviceSink:
         block_ms: float = 10.0,
         fade_ms: float = 5.0,
         rate: int | None = None,
-        abort_on_flush: bool = True,
     ) -> None:
         sd = sounddevice_module()
         self.device = find_device(device, kind="output")
@@ -322,8 +321,10 @@ class DeviceSink:
         self._started = False
         self._dead: str | None = None  # why nothing plays any more
         self._closing = False  # close() stops the stream: its end is no error
-        self._abort_on_flush = abort_on_flush
-        self._aborts = 0  # stream ends we caused (flush): not a dead speaker
+        # drained(): the callback wakes it once when the ring runs dry
+        self._dry = asyncio.Event()
+        self._dry_loop: asyncio.AbstractEventLoop | None = None
+        self._want_dry = False
         self.underflows = 0  # PortAudio output underflow flags (a glitch, not a death)
 
         # shared with the callback; every access holds _lock (a few µs at most)
@@ -413,6 +414,9 @@ class DeviceSink:
                     self._idle = True  # ran dry: the next audio fades in again
         if n < frames:
             out[n:] = 0
+        if self._want_dry and len(ring) == 0:
+            self._want_dry = False
+            self._wake_dry()
         if self._channels > 1:
             outdata[:, 1:] = outdata[:, :1]
         with self._lock:
@@ -434,13 +438,19 @@ class DeviceSink:
                 self._rec_count += 1
                 self._out_end = start + n
 
+    def _wake_dry(self) -> None:
+        """PortAudio thread: wake :meth:`drained` (a closed loop is ignored)."""
+        loop = self._dry_loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._dry.set)
+
     def _finished(self) -> None:
         # PortAudio thread: the stream ended (device unplugged, sound server gone)
         # without close() asking; a constant string, nothing allocated here
-        if self._aborts:
-            self._aborts -= 1
-        elif self._dead is None and not self._closing:
+        if self._dead is None and not self._closing:
             self._dead = _STREAM_STOPPED
+        self._wake_dry()  # nothing more will play: drained() must not wait for it
 
     # -- event loop --------------------------------------------------------------------
 
@@ -538,57 +548,23 @@ class DeviceSink:
         self._ledger.settle(self._position())
 
     def flush(self, fade: bool = True) -> None:
-        """Drop everything not heard yet (barge-in).
-
-        While the device holds audio and ``abort_on_flush`` is on, the stream is
-        aborted: the speaker goes silent at once, cut rather than faded (a fade could
-        only start behind the ``latency`` of audio the device already holds), and only
-        what reached the DAC counts as heard. Otherwise the callback fades the ring out
-        over at most ``fade_ms`` of its next block, and what the device holds still
-        plays (counted when heard)."""
+        """Drop everything not handed to the device yet; the callback fades out over at
+        most ``fade_ms`` of its next block. What the device already holds still plays
+        (and is counted when heard)."""
         self._pending.clear()
         if self._resampler is not None:
             self._resampler.reset()
             self._resampled_key = None
-        if self._abort_on_flush and self._started and self._dead is None:
-            heard = self._position()
-            if heard < self._out_end:
-                self._cut(heard)
-                return
         with self._lock:
             self._flush_fade = fade
             self._flush_at = self._ring.total_written
 
-    def _cut(self, heard: int) -> None:
-        """Abort the stream (a millisecond on PulseAudio/ALSA): nothing after ring
-        position ``heard`` reaches the speaker; the next write restarts it."""
-        sd = sounddevice_module()
-        self._aborts += 1
-        try:
-            self._stream.abort(ignore_errors=True)
-        except sd.PortAudioError as exc:
-            self._aborts -= 1
-            self._dead = f"the speaker failed: {exc}"
-            log.error("%s", self._dead)
-        self._started = False
-        end = self._ring.total_written
-        # the callback no longer runs: its state and the ring's read side are ours now
-        self._ring.discard_until(end)
-        self._idle = True
-        self._wait_since = -1.0
-        with self._lock:
-            discards, self._cb_discards = self._cb_discards, []
-            self._rec_count = 0
-            self._credited = end
-            self._out_end = end
-            self._flush_at = end
-        for a, b in discards:
-            self._ledger.discard(a, b)
-        self._ledger.discard(heard, end)
-        self._ledger.settle(end)
-
     async def drained(self) -> None:
-        """Wait until everything written has been heard (or flushed)."""
+        """Wait until everything written has been heard (or flushed).
+
+        No polling: while the ring holds audio this waits for the callback to say it ran
+        dry (one ``call_soon_threadsafe``); then it sleeps until the last sample handed
+        to the device has left the DAC, and looks again (more may have been written)."""
         while self.is_playing:
             if (
                 self._resampler is not None
@@ -601,7 +577,32 @@ class DeviceSink:
                     self._pending.append((tail, self._resampled_key))
                 self._resampled_key = None
                 self._pump()
-            await asyncio.sleep(0.01)
+            if self._pending or len(self._ring):
+                await self._ran_dry()
+            else:
+                await asyncio.sleep(self._until_quiet())
+
+    async def _ran_dry(self) -> None:
+        """Until the callback finds the ring empty (or the stream stops or is cut)."""
+        self._dry.clear()
+        self._dry_loop = asyncio.get_running_loop()
+        self._want_dry = True
+        if len(self._ring) == 0 or not self._started or self._dead is not None:
+            self._want_dry = False  # already so: the callback may never say it
+            return
+        await self._dry.wait()
+
+    def _until_quiet(self) -> float:
+        """Seconds until the last sample handed to the device has been played."""
+        now = 0.0
+        with contextlib.suppress(Exception):
+            now = float(self._stream.time)
+        with self._lock:
+            if not self._rec_count:
+                return 0.001
+            last = (self._rec_head + self._rec_count - 1) % len(self._rec_dac)
+            end_t = float(self._rec_dac[last]) + float(self._rec_n[last]) / self.rate
+        return min(max(end_t - now, 0.001), 1.0)
 
     def played_ms(self, item_id: str, content_index: int = 0) -> int:
         """Milliseconds of the part heard at the speaker so far."""
@@ -635,3 +636,4 @@ class DeviceSink:
         await asyncio.to_thread(close)
         self._dead = "closed"
         self._pending.clear()
+        self._dry.set()
