@@ -14,7 +14,7 @@ import pytest
 
 from voicecli.audio.wav import write_wav
 from voicecli.config import Config, load_config
-from voicecli.engine import Engine
+from voicecli.engine import Engine, EventLogged
 from voicecli.engine.engine import Backoff
 from voicecli.protocol.notifications import Notification
 from voicecli.server import RealtimeServer
@@ -91,9 +91,16 @@ class Recorder:
         return await asyncio.wait_for(waiter(), timeout)
 
     def sent(self) -> list[dict[str, Any]]:
-        from voicecli.engine import EventLogged
-
         return [dict(n.event) for n in self.of(EventLogged) if n.direction == "sent"]
+
+    async def wait_sent(self, kind: str, timeout: float = 10.0) -> None:
+        """Until the engine has sent an event of type ``kind``."""
+        await self.wait_for(
+            lambda n: (
+                isinstance(n, EventLogged) and n.direction == "sent" and n.event.get("type") == kind
+            ),
+            timeout,
+        )
 
     def sent_types(self) -> list[str]:
         return [str(e["type"]) for e in self.sent()]

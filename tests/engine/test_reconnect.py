@@ -55,11 +55,27 @@ def assert_nothing_lost(engine: Engine, server: RealtimeServer, data_dir: str | 
                 assert " ".join(t for t in texts if t) == item.text
 
 
+async def text_engine(
+    config: Config, recorder: Recorder, **kwargs: Any
+) -> tuple[Engine, asyncio.Task[None]]:
+    """A started engine without audio (replies go to a NullSink), fast backoff unless
+    ``backoff`` is given, its notifications going to ``recorder``."""
+    kwargs.setdefault("backoff", FAST)
+    engine = Engine(config, sink=NullSink(), **kwargs)
+    engine.subscribe(recorder)
+    return engine, await started(engine)
+
+
+async def replies(recorder: Recorder, n: int, timeout: float = 10) -> None:
+    """Until ``n`` responses have completed."""
+    await recorder.wait_for(
+        lambda x: isinstance(x, ResponseDone) and x.status == "completed", count=n, timeout=timeout
+    )
+
+
 async def chat(engine: Engine, recorder: Recorder, text: str, n: int) -> None:
     engine.send_text(text)
-    await recorder.wait_for(
-        lambda x: isinstance(x, ResponseDone) and x.status == "completed", count=n, timeout=10
-    )
+    await replies(recorder, n)
 
 
 async def test_drop_mid_response_reconnects_replays_and_answers_again(
@@ -68,9 +84,7 @@ async def test_drop_mid_response_reconnects_replays_and_answers_again(
     async with RealtimeServer(pace=0) as server:
         config = config_for(server)
         history = SessionLog.create(config.data_dir, kind="test")
-        engine = Engine(config, sink=NullSink(), history=history, backoff=FAST)
-        engine.subscribe(recorder)
-        task = await started(engine)
+        engine, task = await text_engine(config, recorder, history=history)
         await chat(engine, recorder, "first question", 1)
         server.faults.drop_after_audio_deltas = 2
         engine.send_text("second question")
@@ -78,9 +92,7 @@ async def test_drop_mid_response_reconnects_replays_and_answers_again(
             lambda n: isinstance(n, ConnectionChanged) and n.state == "reconnecting"
         )
         server.faults.drop_after_audio_deltas = None
-        await recorder.wait_for(
-            lambda x: isinstance(x, ResponseDone) and x.status == "completed", count=2, timeout=10
-        )
+        await replies(recorder, 2)
         await recorder.wait_for(
             lambda n: isinstance(n, TurnLogged) and n.role == "assistant", count=2
         )
@@ -150,9 +162,7 @@ async def test_session_expiry_reconnects_with_session_and_history(
 ) -> None:
     async with RealtimeServer(pace=0) as server:
         config = config_for(server)
-        engine = Engine(config, sink=NullSink(), backoff=FAST)
-        engine.subscribe(recorder)
-        task = await started(engine)
+        engine, task = await text_engine(config, recorder)
         await chat(engine, recorder, "remember the number 42", 1)
         server.faults.expire_after_s = 0.0
         await recorder.wait_for(
@@ -180,9 +190,7 @@ async def test_session_expiry_reconnects_with_session_and_history(
 async def test_refused_three_times_then_connects(config_for: ConfigFor, recorder: Recorder) -> None:
     async with RealtimeServer(pace=0) as server:
         config = config_for(server)
-        engine = Engine(config, sink=NullSink(), backoff=FAST)
-        engine.subscribe(recorder)
-        task = await started(engine)
+        engine, task = await text_engine(config, recorder)
         await chat(engine, recorder, "hello", 1)
         # the server goes away after a turn and refuses the next three reconnects
         server.faults.refuse_connections = 3
@@ -195,9 +203,7 @@ async def test_refused_three_times_then_connects(config_for: ConfigFor, recorder
         await recorder.wait_for(
             lambda n: isinstance(n, ConnectionChanged) and n.state == "connected", count=2
         )
-        await recorder.wait_for(
-            lambda x: isinstance(x, ResponseDone) and x.status == "completed", count=2, timeout=10
-        )
+        await replies(recorder, 2)
         await stop(engine, task)
         assert server.refused == 3
         assert_nothing_lost(engine, server, config.data_dir)
@@ -262,9 +268,7 @@ async def test_stop_reconnecting_stays_offline_until_asked_and_keeps_the_convers
 ) -> None:
     async with RealtimeServer(pace=0) as server:
         config = config_for(server)
-        engine = Engine(config, sink=NullSink(), backoff=Backoff(initial=0.05, cap=0.05))
-        engine.subscribe(recorder)
-        task = await started(engine)
+        engine, task = await text_engine(config, recorder, backoff=Backoff(initial=0.05, cap=0.05))
         await chat(engine, recorder, "before the outage", 1)
         server.faults.refuse_connections = 1000
         server.faults.drop_after_audio_deltas = 1
@@ -284,9 +288,7 @@ async def test_stop_reconnecting_stays_offline_until_asked_and_keeps_the_convers
         engine.send_text("after the outage")  # typed while offline: sent once back
         assert engine.reconnect_now()
         # one reply, to both messages: the replay carries "cut off" as context
-        await recorder.wait_for(
-            lambda x: isinstance(x, ResponseDone) and x.status == "completed", count=2, timeout=10
-        )
+        await replies(recorder, 2)
         await stop(engine, task)
         users = [i.text for i in engine.conversation.items if i.role == "user"]
         assert users == ["before the outage", "cut off", "after the outage"]
@@ -343,16 +345,12 @@ async def test_a_ten_second_stall_delays_the_reply_and_loses_nothing(
 ) -> None:
     async with RealtimeServer(pace=0) as server:
         config = config_for(server)
-        engine = Engine(config, sink=NullSink(), backoff=FAST)
-        engine.subscribe(recorder)
-        task = await started(engine)
+        engine, task = await text_engine(config, recorder)
         await chat(engine, recorder, "before the stall", 1)
         server.faults.stall_s = 10.0
         t0 = asyncio.get_running_loop().time()
         engine.send_text("during the stall")
-        await recorder.wait_for(
-            lambda x: isinstance(x, ResponseDone) and x.status == "completed", count=2, timeout=20
-        )
+        await replies(recorder, 2, timeout=20)
         waited = asyncio.get_running_loop().time() - t0
         await recorder.wait_for(
             lambda n: isinstance(n, TurnLogged) and n.role == "assistant", count=2
@@ -374,9 +372,7 @@ async def test_proactive_rotation_before_expiry_at_a_quiet_moment(
     config_for: ConfigFor, recorder: Recorder
 ) -> None:
     async with RealtimeServer(pace=0, faults=Faults(expire_after_s=4.0)) as server:
-        engine = Engine(config_for(server), sink=NullSink(), backoff=FAST, rotate_margin_s=3.0)
-        engine.subscribe(recorder)
-        task = await started(engine)
+        engine, task = await text_engine(config_for(server), recorder, rotate_margin_s=3.0)
         await chat(engine, recorder, "before the rotation", 1)
         await recorder.wait_for(lambda n: isinstance(n, Notice) and "renewing" in n.text, 5)
         await recorder.wait_for(

@@ -242,13 +242,7 @@ async def test_echo_tail_after_playback_is_not_a_turn(
         # once the guard's window/hold has passed, the same sound is the user's turn
         await source.feed(silence(0.5))
         await source.feed(utterance(speech_s=0.4, lead_s=0.0, tail_s=0.7))
-        await recorder.wait_for(
-            lambda n: (
-                isinstance(n, EventLogged)
-                and n.direction == "sent"
-                and n.event.get("type") == "input_audio_buffer.commit"
-            )
-        )
+        await recorder.wait_sent("input_audio_buffer.commit")
         await stop(engine, task)
     assert recorder.sent_types().count("input_audio_buffer.commit") == 1
 
@@ -262,13 +256,7 @@ async def test_speech_outlasting_the_echo_window_is_a_turn_from_its_onset(
     async with RealtimeServer(pace=0) as server:
         engine, task, source, _ = await echo_engine(server, config_for, recorder, echo_mode)
         await source.feed(utterance(speech_s=1.0, lead_s=0.0, tail_s=0.7))
-        await recorder.wait_for(
-            lambda n: (
-                isinstance(n, EventLogged)
-                and n.direction == "sent"
-                and n.event.get("type") == "input_audio_buffer.commit"
-            )
-        )
+        await recorder.wait_sent("input_audio_buffer.commit")
         await stop(engine, task)
     assert recorder.sent_types().count("input_audio_buffer.commit") == 1
     # all of the speech, from its onset (plus pre-roll and the silence that ended it)
