@@ -438,8 +438,7 @@ class VoiceApp(App[int]):
 
     def _key_name(self, action_id: str) -> str:
         """The first key bound to an action, as the user would type it."""
-        keys = self._keys.get(action_id) or DEFAULT_KEYS[action_id]
-        return keys.split(",")[0]
+        return (self._keys.get(action_id) or DEFAULT_KEYS[action_id]).split(",")[0]
 
     def action_clear(self) -> None:
         self._reply_ack = False
@@ -532,7 +531,7 @@ class VoiceApp(App[int]):
             return
         for action in ACTIONS:
             callback = getattr(self, f"action_{action.method}")
-            key = self._keys.get(action.id, action.default_keys).split(",")[0]
+            key = self._key_name(action.id)
             yield SystemCommand(f"{action.label} ({key})", action.help, callback)
 
 
