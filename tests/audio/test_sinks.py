@@ -204,6 +204,18 @@ async def test_device_sink_drained_is_woken_by_the_callback_then_waits_for_the_d
     assert sink.played_ms("a") == 100
 
 
+async def test_device_sink_whose_callback_stops_is_lost_not_waited_for_ever(
+    fake_sd: FakeSoundDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sinks, "STALL_GRACE_S", 0.05)
+    sink, stream = device_sink(fake_sd, latency=0.01, prebuffer_ms=0)
+    sink.write(np.full(2400, 3000, np.int16), "a")  # 100 ms, due within 110 ms
+    stream.pull(240, now=0.0)  # one callback, then the sound server stalls
+    await asyncio.wait_for(sink.drained(), 1.0)
+    assert sink.error == "the speaker stopped playing (the sound server stalled)"
+    assert not sink.is_playing
+
+
 def test_device_sink_waits_for_the_prebuffer_then_starts(fake_sd: FakeSoundDevice) -> None:
     sink, stream = device_sink(fake_sd, prebuffer_ms=60)
     sink.write(np.full(480, 3000, np.int16), "a")  # 20 ms < 60 ms prebuffer

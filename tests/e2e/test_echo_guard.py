@@ -78,7 +78,15 @@ def ask_over_echo(
             wait_event(transcript, "response.output_audio.delta")
             time.sleep(interrupt_after_s)
             subprocess.run(["paplay", "--device=mic_feed", str(again)], check=True, timeout=20)
-        stdout, stderr = proc.communicate(timeout=60)
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+            last = [f"{e['direction']} {e.get('type')}" for e in events(transcript)][-20:]
+            raise AssertionError(
+                f"ask did not finish within 60 s; its last events: {last}; stderr: {stderr}"
+            ) from None
     assert proc.returncode == 0, stderr
     sent = [e["type"] for e in events(transcript) if e["direction"] == "sent"]
     return sent, stdout

@@ -33,6 +33,10 @@ from voicecli.audio.ring import RingBuffer
 from voicecli.audio.wav import WavWriter
 
 _STREAM_STOPPED = "the speaker stream stopped"
+_STREAM_STALLED = "the speaker stopped playing (the sound server stalled)"
+
+STALL_GRACE_S = 2.0
+"""How long past its due time audio may sit unplayed before the speaker counts as lost."""
 
 RATE = 24_000
 LEVEL_BLOCK = RATE // 50  # 20 ms: the resolution of level_dbfs
@@ -583,14 +587,26 @@ class DeviceSink:
                 await asyncio.sleep(self._until_quiet())
 
     async def _ran_dry(self) -> None:
-        """Until the callback finds the ring empty (or the stream stops or is cut)."""
+        """Until the callback finds the ring empty (or the stream stops).
+
+        A stream whose callback stops being called without PortAudio ending it (a
+        stalled sound server) would leave this waiting for ever: when the ring has not
+        moved for longer than it holds plus :data:`STALL_GRACE_S`, the speaker counts
+        as lost (:attr:`error`), so callers end instead of hanging."""
         self._dry.clear()
         self._dry_loop = asyncio.get_running_loop()
         self._want_dry = True
         if len(self._ring) == 0 or not self._started or self._dead is not None:
             self._want_dry = False  # already so: the callback may never say it
             return
-        await self._dry.wait()
+        read_before = self._ring.total_read
+        patience = len(self._ring) / self.rate + self.latency + STALL_GRACE_S
+        try:
+            await asyncio.wait_for(self._dry.wait(), patience)
+        except asyncio.TimeoutError:
+            if self._ring.total_read == read_before and self._dead is None:
+                self._dead = _STREAM_STALLED
+                log.error("%s", self._dead)
 
     def _until_quiet(self) -> float:
         """Seconds until the last sample handed to the device has been played."""
