@@ -146,7 +146,8 @@ ACTIONS: tuple[Action, ...] = (
 
 
 UNFREEZE_EVERY = 50
-"""Responses between two full garbage collections (see :meth:`VoiceApp._settle_heap`)."""
+"""Heap settles (one per reply) between two full garbage collections (see
+:meth:`VoiceApp._settle_heap`)."""
 
 SENT_ACKS: Mapping[str, str] = {
     "input_audio_buffer.commit": "commit sent…",
@@ -255,6 +256,7 @@ class VoiceApp(App[int]):
         # afterwards must not hide that key's answer in the status bar
         self._reply_ack = True
         self._responses_done = 0
+        self._settle_due = False  # a reply ended; the heap is settled once it is quiet
         self.main = MainScreen(engine.conversation, engine.status, clock)
         self.last_saved: Path | None = None
 
@@ -267,6 +269,8 @@ class VoiceApp(App[int]):
         self._unsubscribe = self.engine.subscribe(self._forward_note)
         for text in self._notices:
             self.notify(text, severity="warning", timeout=10)
+        # the history is laid out by the first refresh: freeze it before audio plays
+        self.call_after_refresh(self._settle_heap)
         if self._run_engine:
             self.run_engine()
 
@@ -319,6 +323,8 @@ class VoiceApp(App[int]):
 
     def on_status_update(self, message: StatusUpdate) -> None:
         self.status_bar.show(message.status)
+        if self._settle_due and message.status.response == "idle":
+            self._settle_heap()  # the reply is over and the speaker quiet
 
     def on_engine_note(self, message: EngineNote) -> None:
         note = message.note
@@ -377,7 +383,11 @@ class VoiceApp(App[int]):
 
     def _response_done(self, note: ResponseDone) -> None:
         self.transcript.structure_changed()
-        self._settle_heap()
+        # settled once the speaker is quiet too (a status update says when; queued
+        # updates replace each other, so the engine's own status is looked at here)
+        self._settle_due = True
+        if self.engine.status.response == "idle":
+            self._settle_heap()
         if note.status == "cancelled":
             self.ack("response cancelled ✓")
         elif note.status == "completed":
@@ -393,10 +403,16 @@ class VoiceApp(App[int]):
 
         A long conversation holds hundreds of thousands of long-lived objects (rendered
         lines); full collections triggered by a streamed reply would traverse them all
-        and stall a frame for 60-80 ms at 2 000 turns (benchmarks/bench_ui.py). Frozen
-        objects are skipped. Every :data:`UNFREEZE_EVERY` responses everything is
-        thawed and collected once, so cycles that died since (closed screens) are freed.
+        and stall a frame for 60-80 ms at 2 000 turns (benchmarks/bench_ui.py). Worse,
+        a collection holds the GIL, which the speaker's callback needs every 10 ms: at
+        a low ``audio.output_latency`` it would underrun (crackle;
+        benchmarks/bench_playback_load.py). Frozen objects are skipped, so this runs
+        once the history is laid out and then whenever a reply is over and the speaker
+        quiet (the settle itself is a collection). Every :data:`UNFREEZE_EVERY` settles
+        everything is thawed and collected once, so cycles that died since (closed
+        screens) are freed.
         """
+        self._settle_due = False
         self._responses_done += 1
         if self._responses_done % UNFREEZE_EVERY == 0:
             gc.unfreeze()
