@@ -327,6 +327,38 @@ async def test_a_speaker_lost_mid_session_is_reported_once_and_the_session_goes_
     assert [n.status for n in recorder.of(ResponseDone)] == ["completed", "completed"]
 
 
+class CracklingSink(SpySink):
+    """A speaker that underruns twice on every write (as a starved callback would)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.underflows = 0
+
+    def write(self, pcm: bytes | Int16Array, item_id: str, content_index: int = 0) -> None:
+        super().write(pcm, item_id, content_index)
+        self.underflows += 2
+
+
+async def test_speaker_underruns_show_in_the_status_and_are_explained_once(
+    config_for: ConfigFor, recorder: Recorder
+) -> None:
+    async with RealtimeServer(pace=0) as server:
+        config = config_for(server, turn_mode="local-vad")
+        sink = CracklingSink()
+        engine = Engine(config, source=QueueSource(), sink=sink, history=None)
+        engine.subscribe(recorder)
+        task = await started(engine)
+        engine.send_text("first")
+        await recorder.wait_for(lambda n: isinstance(n, ResponseDone))
+        engine.send_text("second")
+        await recorder.wait_for(lambda n: len(recorder.of(ResponseDone)) == 2)
+        await stop(engine, task)
+    assert engine.status.underruns == sink.underflows >= 4
+    told = [n.text for n in recorder.of(Notice) if "output_latency" in n.text]
+    assert len(told) == 1, told
+    assert "raise audio.output_latency (now 0.03 s)" in told[0]
+
+
 async def test_a_lost_microphone_leaves_the_engine_in_text_mode(
     config_for: ConfigFor, recorder: Recorder
 ) -> None:

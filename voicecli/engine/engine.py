@@ -96,6 +96,8 @@ LEVEL_INTERVAL_S = 0.05
 TURN_AUDIO_KEEP_MS = 60_000
 """Audio of the open turn kept for re-sending after a reconnect."""
 SETTLE_MARGIN_S = 0.5
+UNDERRUN_WARNING_AT = 3
+"""Speaker underruns after which the user is told (once) to raise the output latency."""
 """After a barge-in flush, the truncate waits for the sink to fall quiet: at most the
 configured output latency plus this."""
 RECORD_LEAD_MS = 40
@@ -274,6 +276,7 @@ class Engine:
         )
         self._echo = EchoGuard(echo_mode, margin_db=audio.echo_margin_db)
         self._speaker_lost = False  # the sink's death was reported
+        self._underrun_warned = False  # told once to raise audio.output_latency
         self._recorder: ConversationRecorder | None = None
         self._recorded: dict[tuple[str, int], _Recorded] = {}
         self._max_backlog_ms = float(audio.max_backlog_s) * 1000.0
@@ -508,6 +511,19 @@ class Engine:
         is still truncated to what the user really heard)."""
         if self._speaker_lost:
             return
+        underruns = int(getattr(self._sink, "underflows", 0))
+        if underruns != self._status.underruns:
+            self._set_status(underruns=underruns)
+            if underruns >= UNDERRUN_WARNING_AT and not self._underrun_warned:
+                self._underrun_warned = True
+                latency = float(self.config.audio.output_latency)
+                self._publish(
+                    Notice(
+                        "warning",
+                        f"the speaker ran out of audio {underruns} times (crackles): "
+                        f"raise audio.output_latency (now {latency:g} s) in the config",
+                    )
+                )
         error = self._sink.error
         if error is not None:
             self._speaker_lost = True

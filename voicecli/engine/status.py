@@ -48,5 +48,7 @@ class EngineStatus:
     expires_at: float | None = None
     overflows: int = 0
     """Input device overflows reported by the audio source."""
+    underruns: int = 0
+    """Speaker underruns (the device ran out of audio: a crackle) reported by the sink."""
     dropped_audio_ms: float = 0.0
     """Mic audio dropped because the socket stalled longer than ``max_backlog_s``."""

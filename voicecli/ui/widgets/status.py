@@ -81,6 +81,8 @@ def render_status(status: EngineStatus, now: float, started_at: float, ack: str)
             f"  │ overflows {status.overflows} dropped {status.dropped_audio_ms:.0f} ms",
             style="red",
         )
+    if status.underruns:
+        t.append(f"  │ speaker underruns {status.underruns}", style="red")
     return t
 
 

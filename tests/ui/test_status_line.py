@@ -1,0 +1,21 @@
+"""The status line names audio trouble only when there is some."""
+
+from __future__ import annotations
+
+from voicecli.engine.status import EngineStatus
+from voicecli.ui.widgets.status import render_status
+
+
+def line(status: EngineStatus) -> str:
+    return render_status(status, now=100.0, started_at=0.0, ack="").plain
+
+
+def test_a_healthy_session_shows_no_audio_trouble() -> None:
+    text = line(EngineStatus(connection="connected"))
+    assert "underruns" not in text and "overflows" not in text
+
+
+def test_speaker_underruns_and_mic_overflows_are_counted() -> None:
+    text = line(EngineStatus(connection="connected", underruns=4, overflows=2))
+    assert "speaker underruns 4" in text
+    assert "overflows 2 dropped 0 ms" in text
