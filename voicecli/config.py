@@ -171,8 +171,10 @@ class AudioConfig:
     learned echo path) before it counts as the user's voice."""
     record: Path | None = None
     """Also record the conversation to this WAV file; none: no recording."""
-    output_latency: float = field(default=0.2, metadata=_meta(min=0.0, max=2.0))
-    """Speaker buffer in seconds (small values may crackle; 0.2 is safe on PulseAudio)."""
+    output_latency: float = field(default=0.03, metadata=_meta(min=0.0, max=2.0))
+    """Speaker buffer in seconds: audio handed to the device still plays after a
+    barge-in, so this bounds how fast the assistant falls silent (0.03: about 50 ms,
+    measured). Raise it if the speaker crackles (the status bar counts underruns)."""
     max_backlog_s: float = field(default=2.0, metadata=_meta(min=0.1, max=60.0))
     """When the connection stalls, mic audio older than this many seconds is dropped."""
 

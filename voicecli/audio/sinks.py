@@ -292,7 +292,9 @@ class DeviceSink:
     of device buffer (PortAudio's suggested latency); audio already handed to the device
     is not recalled, so a flush is silent after about that long. (Aborting the stream
     would drop it at once, but aborting and restarting a PulseAudio output stream while
-    the input stream runs made the input stall in about one quit in three here.)
+    the input stream runs made the input stall in about one quit in three here.) The
+    callback needs the GIL every ``block_ms``: at a small latency a long GIL hold (a
+    full garbage collection of a big heap) makes it underrun (``underflows``).
     ``prebuffer_ms``:
     after silence, playback waits for this much audio (or this long) so network jitter
     does not underrun. ``buffer_s``: the ring the callback reads; more waits on the
@@ -304,7 +306,7 @@ class DeviceSink:
         self,
         device: int | str | None = None,
         *,
-        latency: float = 0.2,
+        latency: float = 0.03,
         prebuffer_ms: float = 60.0,
         buffer_s: float = 2.0,
         block_ms: float = 10.0,
