@@ -96,10 +96,10 @@ LEVEL_INTERVAL_S = 0.05
 TURN_AUDIO_KEEP_MS = 60_000
 """Audio of the open turn kept for re-sending after a reconnect."""
 SETTLE_MARGIN_S = 0.5
-UNDERRUN_WARNING_AT = 3
-"""Speaker underruns after which the user is told (once) to raise the output latency."""
 """After a barge-in flush, the truncate waits for the sink to fall quiet: at most the
 configured output latency plus this."""
+UNDERRUN_WARNING_AT = 3
+"""Speaker underruns after which the user is told (once) to raise the output latency."""
 RECORD_LEAD_MS = 40
 """The recording gets assistant audio this far ahead of what was heard: the recorder
 lays it down from the current mic time, so without a lead over the mic block period
