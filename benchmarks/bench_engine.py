@@ -143,6 +143,26 @@ async def wait_until(pred: Any, timeout: float = 5.0, step: float = 0.001) -> fl
     return time.perf_counter() - t0
 
 
+async def record_speaker(raw: Path) -> subprocess.Popen[bytes]:
+    """Start ``parec`` recording the null sink's monitor (24 kHz mono s16le) into
+    ``raw``; returns once it is running. Terminate it to stop."""
+    rec = subprocess.Popen(
+        [
+            "parec",
+            "-d",
+            "speaker.monitor",
+            "--raw",
+            "--rate=24000",
+            "--channels=1",
+            "--format=s16le",
+            "--latency-msec=10",
+        ],
+        stdout=raw.open("wb"),
+    )
+    await asyncio.sleep(0.3)
+    return rec
+
+
 def heard_in_recording(recorded: np.ndarray, reply: np.ndarray) -> float:
     """Milliseconds of ``reply`` that reached the speaker: align its start in the
     recording by cross-correlation, then find where the recording falls silent."""
@@ -179,20 +199,7 @@ async def bench_playback() -> None:
             item = f"item_{run}"
             rec = None
             if pulse:
-                rec = subprocess.Popen(
-                    [
-                        "parec",
-                        "-d",
-                        "speaker.monitor",
-                        "--raw",
-                        "--rate=24000",
-                        "--channels=1",
-                        "--format=s16le",
-                        "--latency-msec=10",
-                    ],
-                    stdout=raw.open("wb"),
-                )
-                await asyncio.sleep(0.3)
+                rec = await record_speaker(raw)
             pcm = reply.tobytes()
             for i in range(0, len(pcm), 4800):  # 50 ms deltas, faster than real time
                 sink.write(pcm[i : i + 4800], item, 0)

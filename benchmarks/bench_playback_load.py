@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import dataclasses
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,9 +37,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_engine import have_pulse
+from bench_engine import have_pulse, record_speaker
+from bench_ui import long_conversation
 
-from tests.ui.fakes import FakeEngine, FakeItem
+from tests.ui.fakes import FakeEngine
 from voicecli.audio.sinks import DeviceSink
 from voicecli.audio.sources import DeviceSource
 from voicecli.protocol.notifications import ResponseDone, TranscriptDelta
@@ -51,7 +51,6 @@ TONE_S = 6.0
 FLUSH_AT_S = 4.0
 AMPLITUDE = 8000
 WINDOW = RATE // 500  # 2 ms
-TURNS = 2000
 
 
 @contextlib.asynccontextmanager
@@ -60,12 +59,7 @@ async def ui_load() -> AsyncIterator[None]:
     engine = FakeEngine()
     # a reply plays throughout: the app settles its heap only once the speaker is quiet
     engine.status = dataclasses.replace(engine.status, response="playing")
-    conv = engine.conversation
-    for i in range(TURNS):
-        role = "user" if i % 2 == 0 else "assistant"
-        conv.items.append(FakeItem(f"item_{i}", role, body=f"turn {i}: " + "lorem ipsum " * 8))
-    live = FakeItem("item_live", "assistant", status="in_progress", body="")
-    conv.items.append(live)
+    live = long_conversation(engine)
     app = VoiceApp(engine, None, run_engine=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
@@ -147,20 +141,7 @@ async def one_run(latency: float, loaded: bool, raw: Path) -> tuple[int, float, 
 
 async def _play(latency: float, loaded: bool, raw: Path) -> tuple[int, float, int, float]:
     sink = DeviceSink(None, latency=latency)
-    rec = subprocess.Popen(
-        [
-            "parec",
-            "-d",
-            "speaker.monitor",
-            "--raw",
-            "--rate=24000",
-            "--channels=1",
-            "--format=s16le",
-            "--latency-msec=10",
-        ],
-        stdout=raw.open("wb"),
-    )
-    await asyncio.sleep(0.3)
+    rec = await record_speaker(raw)
     load = ui_load() if loaded else contextlib.nullcontext()
     try:
         async with load:  # type: ignore[attr-defined]

@@ -55,14 +55,21 @@ async def reply_over(
     raise RuntimeError("the app never settled the heap")
 
 
-async def main() -> None:
-    engine = FakeEngine()
+def long_conversation(engine: FakeEngine, turns: int = TURNS) -> FakeItem:
+    """Fill the engine's conversation with ``turns`` finished turns; returns the
+    assistant item still streaming after them."""
     conv = engine.conversation
-    for i in range(TURNS):
+    for i in range(turns):
         role = "user" if i % 2 == 0 else "assistant"
         conv.items.append(FakeItem(f"item_{i}", role, body=f"turn {i}: " + "lorem ipsum " * 8))
     live = FakeItem("item_live", "assistant", status="in_progress", body="")
     conv.items.append(live)
+    return live
+
+
+async def main() -> None:
+    engine = FakeEngine()
+    live = long_conversation(engine)
     app = VoiceApp(engine, None, run_engine=False)
     frame_times: list[float] = []
     original = TranscriptView._flush
