@@ -13,6 +13,10 @@ class PortAudioError(Exception):
     pass
 
 
+class CallbackAbort(Exception):
+    pass
+
+
 @dataclass
 class TimeInfo:
     currentTime: float
@@ -38,6 +42,10 @@ class _Stream:
 
     def start(self) -> None:
         self.started = True
+
+    @property
+    def active(self) -> bool:
+        return self.started and not self.closed
 
     def abort(self, ignore_errors: bool = True) -> None:
         self.started = False
@@ -70,6 +78,7 @@ class FakeSoundDevice:
 
     streams: list[_Stream] = []
     PortAudioError = PortAudioError
+    CallbackAbort = CallbackAbort
     OutputStream = OutputStream
     InputStream = InputStream
 

@@ -332,3 +332,22 @@ def test_bookkeeping_stays_bounded_over_a_long_session() -> None:
     assert sink.played_ms("item_99", 0) == 2000
     ledger = sink._ledger
     assert len(ledger._segments) == 0 and len(ledger._levels) == 0 and not ledger._discards
+
+
+async def test_device_sink_close_lets_the_callback_end_the_stream(
+    fake_sd: FakeSoundDevice,
+) -> None:
+    # Aborting from outside cancels PortAudio's callback thread (ALSA), which can leave
+    # the GIL locked: the callback ends the stream itself, and close() waits for that.
+    sink, stream = device_sink(fake_sd, prebuffer_ms=0)
+    sink.write(tone(440, 0.5), "a")
+    stream.pull(240, now=0.0)
+    closing = asyncio.create_task(sink.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done() and not stream.closed  # waiting for the callback
+    with pytest.raises(fake_sd.CallbackAbort):
+        stream.pull(240, now=0.01)
+    assert stream.finished_callback is not None
+    stream.finished_callback()  # PortAudio: the callback ended the stream
+    await asyncio.wait_for(closing, 0.3)  # well before the fallback abort
+    assert stream.closed and sink.error is None

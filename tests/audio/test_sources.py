@@ -200,3 +200,32 @@ async def test_blocks_outside_the_context_is_an_error(fake_sd: FakeSoundDevice) 
     with pytest.raises(RuntimeError):
         async for _ in DeviceSource().blocks():
             pass
+
+
+async def test_device_source_close_lets_the_callback_end_the_stream(
+    fake_sd: FakeSoundDevice,
+) -> None:
+    # as for the speaker: no abort from outside while the callback still runs
+    src = DeviceSource("mic", block_ms=20)
+    await src.__aenter__()
+    stream = stream_of(fake_sd)
+    stream.push(tone(300, 0.02))
+    closing = asyncio.create_task(src.__aexit__(None, None, None))
+    await asyncio.sleep(0.05)
+    assert not closing.done() and not stream.closed
+    with pytest.raises(fake_sd.CallbackAbort):
+        stream.push(tone(300, 0.02))
+    stream.finish()
+    await asyncio.wait_for(closing, 0.3)
+    assert stream.closed
+
+
+async def test_device_source_close_aborts_a_callback_that_no_longer_runs(
+    fake_sd: FakeSoundDevice,
+) -> None:
+    # a stalled sound server: nobody calls the callback, so close() aborts after a wait
+    async with DeviceSource("mic", block_ms=20):
+        stream = stream_of(fake_sd)
+        t0 = time.monotonic()
+    assert stream.closed and not stream.started
+    assert 0.4 < time.monotonic() - t0 < 2.0

@@ -7,6 +7,8 @@ missing (the Linux wheel does not bundle it); :func:`sounddevice_module` turns t
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -205,3 +207,29 @@ def format_device_table(devices: Sequence[DeviceInfo]) -> str:
         for r in rows
     ]
     return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+STREAM_END_TIMEOUT_S = 0.5
+"""How long :func:`close_stream` waits for a callback to end its own stream."""
+
+
+def close_stream(stream: Any, ended: threading.Event) -> None:
+    """Close a callback stream whose callback was told to end it. Blocking: call it off
+    the event loop.
+
+    The callback ends the stream itself (it raises ``sounddevice.CallbackAbort`` once
+    told to), and ``ended`` is set by the stream's finished callback. Only a callback
+    that no longer runs (a stalled sound server) is aborted from outside. The reason:
+    on Linux, PortAudio's ALSA ``Pa_AbortStream`` cancels the callback thread
+    (``pthread_cancel``). If that thread is cancelled while it waits for the GIL, it
+    can leave the GIL locked, and then the whole process hangs. That is the likely
+    cause of a rare hang at exit seen here.
+    """
+    sd = sounddevice_module()
+    with contextlib.suppress(Exception):  # a dead stream may not answer
+        if stream.active:
+            ended.wait(STREAM_END_TIMEOUT_S)
+    with contextlib.suppress(sd.PortAudioError):
+        stream.abort(ignore_errors=True)  # a no-op once the callback ended it
+    with contextlib.suppress(sd.PortAudioError):
+        stream.close(ignore_errors=True)

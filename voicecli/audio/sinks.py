@@ -25,6 +25,7 @@ import numpy as np
 from voicecli.audio.devices import (
     AudioDeviceError,
     choose_rate,
+    close_stream,
     find_device,
     sounddevice_module,
 )
@@ -327,6 +328,8 @@ class DeviceSink:
         self._started = False
         self._dead: str | None = None  # why nothing plays any more
         self._closing = False  # close() stops the stream: its end is no error
+        self._ended = threading.Event()  # the stream's finished callback ran
+        self._callback_abort = sd.CallbackAbort
         # drained(): the callback wakes it once when the ring runs dry
         self._dry = asyncio.Event()
         self._dry_loop: asyncio.AbstractEventLoop | None = None
@@ -381,6 +384,8 @@ class DeviceSink:
     # -- PortAudio thread --------------------------------------------------------------
 
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        if self._closing:
+            raise self._callback_abort  # the stream ends from its own thread (close())
         if status.output_underflow:
             self.underflows += 1
         out = outdata[:, 0]
@@ -456,6 +461,7 @@ class DeviceSink:
         # without close() asking; a constant string, nothing allocated here
         if self._dead is None and not self._closing:
             self._dead = _STREAM_STOPPED
+        self._ended.set()
         self._wake_dry()  # nothing more will play: drained() must not wait for it
 
     # -- event loop --------------------------------------------------------------------
@@ -643,15 +649,7 @@ class DeviceSink:
         if stream is None:
             return
         self._position()  # fold the last flushes in while the clock is readable
-        sd = sounddevice_module()
-
-        def close() -> None:
-            with contextlib.suppress(sd.PortAudioError):
-                stream.abort(ignore_errors=True)
-            with contextlib.suppress(sd.PortAudioError):
-                stream.close(ignore_errors=True)
-
-        await asyncio.to_thread(close)
+        await asyncio.to_thread(close_stream, stream, self._ended)
         self._dead = "closed"
         self._pending.clear()
         self._dry.set()

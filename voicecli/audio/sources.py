@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from voicecli.audio.devices import (
     AudioDeviceLost,
     DeviceNotFound,
     choose_rate,
+    close_stream,
     find_device,
     sounddevice_module,
 )
@@ -122,6 +124,9 @@ class DeviceSource:
         self._finished = False
         self._resampler: StreamResampler | None = None
         self._first_callback = asyncio.Event()
+        self._ending = False  # set by _close_stream: the callback ends the stream
+        self._ended = threading.Event()  # the stream's finished callback ran
+        self._callback_abort: type[BaseException] = Exception
 
     @property
     def overflows(self) -> int:
@@ -140,6 +145,9 @@ class DeviceSource:
         self._ready = asyncio.Event()
         self._first_callback = asyncio.Event()
         self._finished = False
+        self._ending = False
+        self._ended.clear()
+        self._callback_abort = sd.CallbackAbort
         self._resampler = StreamResampler(self.rate, RATE) if self.rate != RATE else None
         try:
             self._stream = sd.InputStream(
@@ -170,20 +178,15 @@ class DeviceSource:
         stream, self._stream = self._stream, None
         if stream is None:
             return
-        sd = sounddevice_module()
-
-        def close() -> None:
-            with contextlib.suppress(sd.PortAudioError):
-                stream.abort(ignore_errors=True)
-            with contextlib.suppress(sd.PortAudioError):
-                stream.close(ignore_errors=True)
-
-        # Pa_AbortStream can take a few ms (or longer on a dying server): not on the loop
-        await asyncio.to_thread(close)
+        self._ending = True
+        # a few ms, or longer on a dying server: not on the loop
+        await asyncio.to_thread(close_stream, stream, self._ended)
 
     # -- PortAudio thread ------------------------------------------------------------
 
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
+        if self._ending:
+            raise self._callback_abort  # the stream ends from its own thread (close)
         if status.input_overflow:
             self.input_overflows += 1
         block = indata[:, 0].copy()  # ~2 KB; PortAudio reuses indata after we return
@@ -193,6 +196,7 @@ class DeviceSource:
                 loop.call_soon_threadsafe(self._deliver, block)
 
     def _finished_callback(self) -> None:
+        self._ended.set()
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):
