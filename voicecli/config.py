@@ -23,6 +23,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import platformdirs
 
+from voicecli.pcm import SAMPLE_RATE
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -31,7 +33,6 @@ else:  # pragma: no cover - exercised on 3.10 only
 APP_NAME = "voicecli"
 DEFAULT_URL = "wss://api.openai.com/v1/realtime"
 DEFAULT_MODEL = "gpt-realtime"
-SAMPLE_RATE = 24_000
 
 Provider = Literal["auto", "openai", "azure", "compatible"]
 TurnMode = Literal["local-vad", "push-to-talk", "server-vad", "semantic-vad"]

@@ -2,9 +2,10 @@
 
 * :func:`build_endpoint` turns ``[connection]`` settings into the URL to dial, and
   :func:`auth_headers` adds the key the way the provider expects it.
-* :class:`Connection` dials, sends client events from a queue drained by a writer task
-  (:meth:`Connection.send` never waits for the socket) and yields server events as
-  dicts (``async for event in conn``).
+* :class:`Connection` dials, writes client events (:meth:`Connection.send`) and yields
+  server events as dicts (``async for event in conn``). It is only the socket: what to
+  send, in which order and what to drop when the socket stalls is the engine's outbox
+  (:mod:`voicecli.protocol.outbox`).
 * Failures are one-line exceptions: :class:`ConnectionFailed` (could not connect),
   :class:`FatalServerError` (the server ended the session for a reason a retry will not
   fix: bad key, bad model, expired session) and :class:`ConnectionLost` (a drop worth
@@ -20,7 +21,6 @@ import json
 import logging
 import socket
 import ssl
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -41,9 +41,7 @@ _ws_log = logging.getLogger(f"{__name__}.websockets")
 # websockets logs handshake headers (the Authorization header) at DEBUG
 _ws_log.addFilter(RedactingFilter())
 
-BYTES_PER_MS = 48  # PCM16 mono at 24 kHz
 MAX_FRAME = 32 * 1024 * 1024  # one append may carry 15 MiB of audio (20 MiB of base64)
-AUDIO_APPEND = "input_audio_buffer.append"
 MALFORMED = "voicecli.malformed_frame"
 
 ResolvedProvider = Literal["openai", "azure", "compatible"]
@@ -273,26 +271,14 @@ def classify_close(
 # --- the connection ---------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Outgoing:
-    text: str
-    audio_ms: float
-    done: asyncio.Future[bool]
-
-
 class Connection:
     """One Realtime WebSocket session.
 
-    ``await connect()``, then ``send(event)`` (returns at once: the event is queued for
-    the writer task; the returned future resolves True once written, False if it was
-    dropped or the connection ended first — awaiting it is optional) and
-    ``async for event in conn`` (server events as dicts; non-JSON text and binary
-    frames become ``{"type": "voicecli.malformed_frame", ...}`` markers).
-
-    Queue policy: control events are never dropped. When the socket stalls and queued
-    ``input_audio_buffer.append`` audio exceeds ``max_backlog_s``, the oldest queued
-    appends are dropped and counted in :attr:`dropped_audio_ms` (mic audio that old is
-    useless; the server's buffer just misses it).
+    ``await connect()``, then ``await send(event)`` (returns once the frame is handed
+    to the socket: a stalled socket makes it wait, which is how the caller's outbox
+    learns to hold and drop audio) and ``async for event in conn`` (server events as
+    dicts; non-JSON text and binary frames become
+    ``{"type": "voicecli.malformed_frame", ...}`` markers).
     """
 
     def __init__(
@@ -300,35 +286,22 @@ class Connection:
         config: Config | ConnectionConfig,
         api_key: str | None = None,
         *,
-        max_backlog_s: float | None = None,
         open_timeout: float = 10.0,
         first_event_timeout: float = 2.0,
         ping_interval: float | None = 20.0,
     ) -> None:
-        if isinstance(config, Config):
-            self._conn = config.connection
-            backlog = config.audio.max_backlog_s if max_backlog_s is None else max_backlog_s
-        else:
-            self._conn = config
-            backlog = 2.0 if max_backlog_s is None else max_backlog_s
+        self._conn = config.connection if isinstance(config, Config) else config
         self._endpoint: Endpoint | None = None
         self.__key = api_key
         register_secret(api_key)
-        self._max_backlog_ms = backlog * 1000.0
         self._open_timeout = open_timeout
         self._first_event_timeout = first_event_timeout
         self._ping_interval = ping_interval
         self._ws: ClientConnection | None = None
-        self._queue: deque[_Outgoing] = deque()
-        self._queued_audio_ms = 0.0
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
         self._pending_first: dict[str, Any] | None = None
         self._last_fatal_error: dict[str, Any] | None = None
         self._closing = False
         self._ended: BaseException | None = None
-        self.dropped_audio_ms = 0.0
-        """Mic audio dropped from the send queue while the socket stalled."""
         self.malformed_frames = 0
         """Frames from the server that were not JSON event objects."""
         self.sent_events = 0
@@ -345,11 +318,6 @@ class Connection:
         if self._endpoint is None:
             self._endpoint = build_endpoint(self._conn)
         return self._endpoint
-
-    @property
-    def queued_audio_ms(self) -> float:
-        """Mic audio waiting in the send queue."""
-        return self._queued_audio_ms
 
     @property
     def is_open(self) -> bool:
@@ -382,9 +350,6 @@ class Connection:
         except Exception as exc:
             raise self._connect_error(exc) from None
         self._ws = ws
-        self._writer = asyncio.get_running_loop().create_task(
-            self._write_loop(ws), name="voicecli-connection-writer"
-        )
         try:
             first = await asyncio.wait_for(ws.recv(), self._first_event_timeout)
         except (asyncio.TimeoutError, TimeoutError):
@@ -469,68 +434,22 @@ class Connection:
 
     # -- sending -------------------------------------------------------------------------
 
-    def send(self, event: Mapping[str, Any]) -> asyncio.Future[bool]:
-        """Queue ``event`` for the writer and return at once (see the class docstring).
-        Raises :class:`ConnectionLost` when the connection has ended, ``RuntimeError``
-        before :meth:`connect` and ``TypeError`` for an event that is not JSON."""
+    async def send(self, event: Mapping[str, Any]) -> None:
+        """Write ``event`` to the socket. Raises :class:`ConnectionLost` when the
+        connection has ended (the caller keeps the event to send it again),
+        ``RuntimeError`` before :meth:`connect` and ``TypeError`` for an event that is
+        not JSON."""
+        ws = self._ws
         if self._ended is not None or self._closing:
             raise ConnectionLost(str(self._ended or "the connection is closed"))
-        if self._ws is None:
+        if ws is None:
             raise RuntimeError("send() before connect()")
         text = json.dumps(event, separators=(",", ":"))
-        audio_ms = 0.0
-        if event.get("type") == AUDIO_APPEND:
-            audio_ms = len(str(event.get("audio", ""))) * 3 / 4 / BYTES_PER_MS
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Outgoing(text, audio_ms, done))
-        self._queued_audio_ms += audio_ms
-        if audio_ms:
-            self._enforce_backlog()
-        self._wake.set()
-        return done
-
-    def _enforce_backlog(self) -> None:
-        if self._queued_audio_ms <= self._max_backlog_ms:
-            return
-        kept: deque[_Outgoing] = deque()
-        for out in self._queue:
-            if out.audio_ms and self._queued_audio_ms > self._max_backlog_ms:
-                self._queued_audio_ms -= out.audio_ms
-                self.dropped_audio_ms += out.audio_ms
-                _resolve(out.done, False)
-            else:
-                kept.append(out)
-        first = not self._queue or len(kept) < len(self._queue)
-        self._queue = kept
-        if first:
-            log.warning(
-                "send queue stalled: dropped mic audio (%.0f ms in total)", self.dropped_audio_ms
-            )
-
-    async def _write_loop(self, ws: ClientConnection) -> None:
         try:
-            while True:
-                if not self._queue:
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                out = self._queue[0]
-                await ws.send(out.text)
-                # the head may have been dropped while we waited for the socket
-                if self._queue and self._queue[0] is out:
-                    self._queue.popleft()
-                    self._queued_audio_ms -= out.audio_ms
-                self.sent_events += 1
-                _resolve(out.done, True)
-        except ConnectionClosed:
-            pass  # the reader reports why
-        finally:
-            self._fail_pending()
-
-    def _fail_pending(self) -> None:
-        while self._queue:
-            _resolve(self._queue.popleft().done, False)
-        self._queued_audio_ms = 0.0
+            await ws.send(text)
+        except ConnectionClosed as exc:
+            raise ConnectionLost(str(self._ended or f"the connection dropped ({exc})")) from None
+        self.sent_events += 1
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -609,12 +528,6 @@ class Connection:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
-        self._fail_pending()
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
@@ -633,11 +546,6 @@ class Connection:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-def _resolve(future: asyncio.Future[bool], value: bool) -> None:
-    if not future.done():
-        future.set_result(value)
 
 
 def _websockets_major() -> int:

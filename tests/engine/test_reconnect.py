@@ -336,7 +336,7 @@ async def test_stall_drops_oldest_audio_beyond_backlog(
         await recorder.wait_for(lambda n: engine.status.mic == "off", 30)
         await stop(engine, task)
         assert engine.status.dropped_audio_ms > 0
-        assert engine._outbox_audio_ms <= 500
+        assert engine._outbox.queued_audio_ms <= 500
 
 
 @pytest.mark.slow

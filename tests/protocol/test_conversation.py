@@ -211,24 +211,71 @@ def test_items_are_ordered_by_previous_item_id_not_arrival() -> None:
     assert order(conv) == ["a", "c", "b", "d"]
 
 
-def test_an_item_named_first_by_response_events_moves_into_place() -> None:
+def test_a_delta_for_an_item_never_announced_is_dropped_not_a_turn() -> None:
+    """Issue #10.6: a transcript or audio delta naming an unknown item used to become an
+    assistant turn of its own; it is reported and dropped."""
     conv = Conversation()
     feed(
         conv,
         [
             wire.session_created(),
             wire.item_added(wire.user_text_item("u1", "hi"), None),
-            wire.item_added(wire.user_text_item("u2", "there"), "u1"),
         ],
     )
     events = wire.spoken_response("r1", "a1", "u1", ["hello"])
-    # an audio delta before any announcement of its item
-    delta = next(e for e in events if e["type"] == "response.output_audio.delta")
-    notes = conv.apply(delta)
-    assert isinstance(notes[0], AudioDelta) and order(conv) == ["u1", "u2", "a1"]
+    for kind in ("response.output_audio.delta", "response.output_audio_transcript.delta"):
+        stray = {**next(e for e in events if e["type"] == kind), "item_id": "ghost"}
+        notes = conv.apply(stray)
+        assert len(notes) == 1 and isinstance(notes[0], UnhandledEvent)
+        assert "never announced" in notes[0].reason
+    assert order(conv) == ["u1"]
     feed(conv, events)
-    assert order(conv) == ["u1", "a1", "u2"]
-    assert len(conv.items) == 3
+    assert order(conv) == ["u1", "a1"]
+    assert conv.item("a1") is not None and conv.item("a1").text == "hello"  # type: ignore[union-attr]
+
+
+def test_three_replays_leave_a_cut_off_answer_unchanged() -> None:
+    """Issue #10.4: the replay sends a truncated answer as the part that was heard; the
+    server's echo of it must not apply the old truncation again."""
+    conv = Conversation()
+    feed(
+        conv,
+        [wire.session_created(), wire.item_added(wire.user_text_item("u1", "count"), None)],
+    )
+    feed(conv, wire.spoken_response("r1", "a1", "u1", "one two three four five".split()))
+    item = conv.item("a1")
+    assert item is not None
+    received_ms = int(item.parts[0].audio_ms)
+    conv.apply(
+        {
+            "type": "conversation.item.truncated",
+            "event_id": "e",
+            "item_id": "a1",
+            "content_index": 0,
+            "audio_end_ms": received_ms * 2 // 5,
+        }
+    )
+    heard, full = item.heard_text, item.text
+    assert heard and heard != full
+    for _ in range(3):
+        conv.apply(wire.session_created())
+        feed(
+            conv,
+            [
+                wire.item_added(wire.user_text_item("u1", "count"), None),
+                wire.item_added(
+                    {
+                        "id": "a1",
+                        "type": "message",
+                        "role": "assistant",
+                        "status": "completed",
+                        "content": [{"type": "output_text", "text": item.heard_text}],
+                    },
+                    "u1",
+                ),
+            ],
+        )
+        assert (item.heard_text, item.text) == (heard, full)
 
 
 def test_a_replay_after_reconnecting_adds_no_duplicates() -> None:
@@ -389,7 +436,9 @@ def test_a_huge_delta_is_kept_whole() -> None:
 def test_audio_delta_pcm_is_decoded() -> None:
     conv = Conversation()
     events = wire.spoken_response("r1", "a1", None, ["x"])
-    delta = next(e for e in events if e["type"] == "response.output_audio.delta")
+    at = next(i for i, e in enumerate(events) if e["type"] == "response.output_audio.delta")
+    feed(conv, events[:at])
+    delta = events[at]
     pcm = bytes(range(200))
     notes = conv.apply({**delta, "delta": base64.b64encode(pcm).decode()})
     assert notes == [AudioDelta("r1", "a1", 0, pcm)]

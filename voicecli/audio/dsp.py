@@ -13,6 +13,8 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from voicecli.pcm import SAMPLE_RATE
+
 __all__ = [
     "SAMPLE_RATE",
     "SILENCE_DBFS",
@@ -31,7 +33,6 @@ __all__ = [
 Int16Array = npt.NDArray[np.int16]
 FloatArray = npt.NDArray[np.float32]
 
-SAMPLE_RATE = 24_000
 """The Realtime API's PCM rate. The same constant as ``voicecli.config.SAMPLE_RATE``:
 the import-linter contract keeps ``audio`` and ``config`` independent siblings."""
 

@@ -32,6 +32,7 @@ from voicecli.audio.devices import (
 from voicecli.audio.dsp import StreamResampler, as_int16, rms_dbfs
 from voicecli.audio.ring import RingBuffer
 from voicecli.audio.wav import WavWriter
+from voicecli.pcm import SAMPLE_RATE as RATE
 
 _STREAM_STOPPED = "the speaker stream stopped"
 _STREAM_STALLED = "the speaker stopped playing (the sound server stalled)"
@@ -39,7 +40,6 @@ _STREAM_STALLED = "the speaker stopped playing (the sound server stalled)"
 STALL_GRACE_S = 2.0
 """How long past its due time audio may sit unplayed before the speaker counts as lost."""
 
-RATE = 24_000
 LEVEL_BLOCK = RATE // 50  # 20 ms: the resolution of level_dbfs
 SILENCE_DBFS = -120.0
 

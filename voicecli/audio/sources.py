@@ -31,8 +31,8 @@ from voicecli.audio.devices import (
 )
 from voicecli.audio.dsp import StreamResampler
 from voicecli.audio.wav import read_wav_24k_mono
+from voicecli.pcm import SAMPLE_RATE as RATE
 
-RATE = 24_000
 BLOCK_MS = 20
 BLOCK_SAMPLES = RATE * BLOCK_MS // 1000  # 480
 

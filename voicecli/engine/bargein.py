@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-BYTES_PER_MS = 48
+from voicecli.pcm import BYTES_PER_MS
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from voicecli.engine.status import TurnMode
-
-BYTES_PER_MS = 48
-"""PCM16 mono at 24 kHz."""
+from voicecli.pcm import BYTES_PER_MS
 
 EchoMode = Literal["guard", "half-duplex", "off"]
 

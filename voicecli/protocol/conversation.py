@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from voicecli.pcm import BYTES_PER_MS
 from voicecli.protocol.notifications import (
     AudioDelta,
     AudioDone,
@@ -40,7 +41,6 @@ from voicecli.protocol.notifications import (
     Usage,
 )
 
-BYTES_PER_MS = 48
 """PCM16 mono at 24 kHz."""
 MAX_ERRORS = 100
 """Server errors kept in :attr:`Conversation.errors` (the newest)."""
@@ -351,7 +351,13 @@ class Conversation:
         item_id = _str(data, "id")
         known = self._items.get(item_id)
         item = known or Item(item_id, placed=False)
-        _fill_item(item, data)
+        if known is not None and item_id not in self._session_items:
+            # our replay of it after a reconnect: the server's copy holds only what we
+            # sent (a cut-off answer as the part that was heard), never more than we
+            # know, so filling it in again would cut the text at every replay
+            _fill_status(item, data)
+        else:
+            _fill_item(item, data)
         if item.role == "user" and any(p.type == "input_audio" and not p.done for p in item.parts):
             item.transcription_expected = self._transcription_enabled()
         self._session_items.add(item_id)
@@ -579,14 +585,14 @@ class Conversation:
 
     def _arguments_delta(self, event: dict[str, Any]) -> list[Notification]:
         delta = _str(event, "delta")
-        item = self._response_item(event, type_="function_call")
+        item = self._response_item(event)
         item.arguments = (item.arguments or "") + delta
         self._changed()
         return [ItemChanged(item.id)]
 
     def _arguments_done(self, event: dict[str, Any]) -> list[Notification]:
         arguments = _str(event, "arguments")
-        item = self._response_item(event, type_="function_call")
+        item = self._response_item(event)
         item.arguments = arguments
         name = event.get("name")
         if isinstance(name, str):
@@ -606,23 +612,15 @@ class Conversation:
             raise _Malformed(f"item {item_id!r} is unknown")
         return item
 
-    def _response_item(self, event: Mapping[str, Any], type_: str = "message") -> Item:
-        """The item a ``response.*`` event names; one the server never announced is
-        added (unplaced, last) so its output is not lost."""
+    def _response_item(self, event: Mapping[str, Any]) -> Item:
+        """The item a ``response.*`` event names. The server announces every output
+        item (``response.output_item.added``) before its deltas; one it never announced
+        is refused (reported as an :class:`UnhandledEvent`, its output dropped) rather
+        than shown as a turn of its own."""
         item_id = _str(event, "item_id")
         item = self._items.get(item_id)
         if item is None:
-            item = Item(
-                item_id,
-                type=type_,
-                role="assistant" if type_ == "message" else None,
-                status="in_progress",
-                response_id=_opt_str(event, "response_id"),
-                placed=False,
-            )
-            self._items[item_id] = item
-            self._session_items.add(item_id)
-            self._place(item)
+            raise _Malformed(f"{event.get('type')} for item {item_id!r}, never announced")
         return item
 
     def _transcription_enabled(self) -> bool:
@@ -632,6 +630,12 @@ class Conversation:
 
     def _changed(self) -> None:
         self._ordered = None
+
+
+def _fill_status(item: Item, data: Mapping[str, Any]) -> None:
+    status = data.get("status")
+    if isinstance(status, str):
+        item.status = status
 
 
 def _fill_item(item: Item, data: Mapping[str, Any]) -> None:
