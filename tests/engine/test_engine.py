@@ -22,10 +22,10 @@ from voicecli.audio.sinks import NullSink
 from voicecli.audio.sources import NullSource, WavFileSource
 from voicecli.config import Config
 from voicecli.engine import Engine, EngineStatus, StatusChanged, TurnLogged
-from voicecli.session import changed_fields, deep_merge
 from voicecli.history import SessionLog
 from voicecli.protocol.notifications import ResponseDone
 from voicecli.server import RealtimeServer
+from voicecli.session import changed_fields, deep_merge
 
 ConfigFor = Callable[..., Config]
 

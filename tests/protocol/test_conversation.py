@@ -242,7 +242,7 @@ def test_three_replays_leave_a_cut_off_answer_unchanged() -> None:
         conv,
         [wire.session_created(), wire.item_added(wire.user_text_item("u1", "count"), None)],
     )
-    feed(conv, wire.spoken_response("r1", "a1", "u1", "one two three four five".split()))
+    feed(conv, wire.spoken_response("r1", "a1", "u1", ["one", "two", "three", "four", "five"]))
     item = conv.item("a1")
     assert item is not None
     received_ms = int(item.parts[0].audio_ms)
