@@ -197,6 +197,7 @@ class Conversation:
         self._ordered: tuple[Item, ...] | None = ()  # cache of ``items``
         self._session_items: set[str] = set()  # added or re-added in this session
         self._orphans: dict[str, list[str]] = {}  # unknown previous id -> items naming it
+        self._replayed: set[str] = set()  # known items re-added by this session (a replay)
         self._sent: OrderedDict[str, str] = OrderedDict()
         self.session: dict[str, Any] | None = None
         """The effective session from the last ``session.created``/``session.updated``."""
@@ -302,6 +303,7 @@ class Conversation:
         self.active_response_id = None
         # a new session's first item goes after everything a previous session left
         self._session_items.clear()
+        self._replayed.clear()
         return [SessionChanged(session, created=True)]
 
     def _session_updated(self, event: dict[str, Any]) -> list[Notification]:
@@ -351,7 +353,8 @@ class Conversation:
         item_id = _str(data, "id")
         known = self._items.get(item_id)
         item = known or Item(item_id, placed=False)
-        if known is not None and item_id not in self._session_items:
+        if known is not None and (item_id not in self._session_items or item_id in self._replayed):
+            self._replayed.add(item_id)
             # our replay of it after a reconnect: the server's copy holds only what we
             # sent (a cut-off answer as the part that was heard), never more than we
             # know, so filling it in again would cut the text at every replay
