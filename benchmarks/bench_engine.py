@@ -267,8 +267,13 @@ class LoopSource:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
+    def stop(self) -> None:
+        self.total = 0
+
     async def blocks(self) -> AsyncIterator[np.ndarray]:
         for i in range(self.total):
+            if i >= self.total:
+                return
             yield self.turn[i % len(self.turn)]
             if i % 25 == 0:
                 await asyncio.sleep(0)  # let the socket tasks run (a real mic waits here)

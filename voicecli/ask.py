@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from voicecli import aio
 from voicecli.audio.devices import AudioDeviceError, DeviceNotFound, PortAudioMissing
 from voicecli.audio.sinks import AudioSink, NullSink
 from voicecli.audio.sources import AudioSource, WavFileSource
@@ -128,8 +129,9 @@ class _Ask:
                 await self.changed.wait()
 
         try:
-            await asyncio.wait_for(waiter(), timeout)
-        except asyncio.TimeoutError:
+            async with aio.timeout(timeout):
+                await waiter()
+        except TimeoutError:
             return False
         return self.failure is None
 

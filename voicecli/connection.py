@@ -32,7 +32,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.version import version as WEBSOCKETS_VERSION
 
-from voicecli import __version__
+from voicecli import __version__, aio
 from voicecli.config import Config, ConnectionConfig
 from voicecli.secrets import RedactingFilter, redact, register_secret
 
@@ -351,8 +351,9 @@ class Connection:
             raise self._connect_error(exc) from None
         self._ws = ws
         try:
-            first = await asyncio.wait_for(ws.recv(), self._first_event_timeout)
-        except (asyncio.TimeoutError, TimeoutError):
+            async with aio.timeout(self._first_event_timeout):
+                first = await ws.recv()
+        except TimeoutError:
             return  # a compatible server that waits for the client: fine
         except ConnectionClosed as exc:
             error = self._ended_by(exc)
@@ -365,8 +366,9 @@ class Connection:
         event = self._parse(first)
         if self._note_fatal(event):
             # the close follows right away: report it as the connect failure
-            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                await asyncio.wait_for(ws.wait_closed(), 2.0)
+            with contextlib.suppress(TimeoutError):
+                async with aio.timeout(2.0):
+                    await ws.wait_closed()
             error = self._classify(ws.close_code)
             await self._shutdown()
             raise error

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.audio.fake_sd import FakeSoundDevice
+from voicecli.audio import sources
 from voicecli.audio.wav import read_wav_24k_mono
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -59,3 +61,12 @@ def speech_one() -> Speech:
 def speech_two() -> Speech:
     """Two utterances 1 s apart."""
     return _load("speech_two.wav")
+
+
+@pytest.fixture
+def fake_sd(monkeypatch: pytest.MonkeyPatch) -> FakeSoundDevice:
+    fake = FakeSoundDevice()
+    monkeypatch.setattr(sources, "sounddevice_module", lambda: fake)
+    monkeypatch.setattr(sources, "find_device", lambda spec, kind: 7)
+    monkeypatch.setattr(sources, "choose_rate", lambda device, kind: 24_000)
+    return fake

@@ -84,3 +84,9 @@ class FakeSoundDevice:
 
     def __init__(self) -> None:
         FakeSoundDevice.streams = []
+
+
+def stream_of(fake: FakeSoundDevice) -> InputStream:
+    stream = fake.streams[-1]
+    assert isinstance(stream, InputStream)
+    return stream

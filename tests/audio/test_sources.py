@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.audio.conftest import tone
-from tests.audio.fake_sd import FakeSoundDevice, InputStream
+from tests.audio.fake_sd import FakeSoundDevice, stream_of
 from voicecli.audio import sources
 from voicecli.audio.devices import AudioDeviceError, AudioDeviceLost, DeviceNotFound
 from voicecli.audio.sources import (
@@ -70,21 +70,6 @@ async def test_null_source_silence_fast_or_paced() -> None:
 
 
 # -- DeviceSource through a fake sounddevice -------------------------------------------
-
-
-@pytest.fixture
-def fake_sd(monkeypatch: pytest.MonkeyPatch) -> FakeSoundDevice:
-    fake = FakeSoundDevice()
-    monkeypatch.setattr(sources, "sounddevice_module", lambda: fake)
-    monkeypatch.setattr(sources, "find_device", lambda spec, kind: 7)
-    monkeypatch.setattr(sources, "choose_rate", lambda device, kind: 24_000)
-    return fake
-
-
-def stream_of(fake: FakeSoundDevice) -> InputStream:
-    stream = fake.streams[-1]
-    assert isinstance(stream, InputStream)
-    return stream
 
 
 async def test_device_source_passes_24k_blocks_through(fake_sd: FakeSoundDevice) -> None:

@@ -166,6 +166,9 @@ def test_a_microphone_that_cannot_open_exits_2_and_local_server_keeps_no_log(
             raise AssertionError("not opened")
             yield
 
+        def stop(self) -> None:
+            return None  # never opened: nothing runs
+
     monkeypatch.setattr(voicecli.audio.devices, "find_device", lambda spec, kind: None)
     monkeypatch.setattr(voicecli.audio.sources, "DeviceSource", BrokenMic)
     config = make_config("ws://127.0.0.1:9/v1/realtime", tmp_path)

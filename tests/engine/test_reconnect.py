@@ -315,8 +315,13 @@ class BurstSource:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
+    def stop(self) -> None:
+        self.blocks_left = 0
+
     async def blocks(self) -> Any:
         for i in range(self.blocks_left):
+            if i >= self.blocks_left:
+                return
             yield self.block
             if i % 50 == 0:
                 await asyncio.sleep(0)

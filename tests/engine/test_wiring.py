@@ -64,6 +64,9 @@ class QueueSource:
             finally:
                 self.queue.task_done()
 
+    def stop(self) -> None:
+        self.queue.put_nowait(None)  # blocks() returns when it reaches this
+
     async def feed(self, pcm: Int16Array, *, realtime: bool = False) -> None:
         """Queue ``pcm`` as 20 ms blocks and wait until the engine consumed them all;
         ``realtime``: one block every 20 ms, like a microphone."""

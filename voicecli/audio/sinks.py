@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from voicecli import aio
 from voicecli.audio.devices import (
     AudioDeviceError,
     choose_rate,
@@ -610,8 +611,9 @@ class DeviceSink:
         read_before = self._ring.total_read
         patience = len(self._ring) / self.rate + self.latency + STALL_GRACE_S
         try:
-            await asyncio.wait_for(self._dry.wait(), patience)
-        except asyncio.TimeoutError:
+            async with aio.timeout(patience):
+                await self._dry.wait()
+        except TimeoutError:
             if self._ring.total_read == read_before and self._dead is None:
                 self._dead = _STREAM_STALLED
                 log.error("%s", self._dead)

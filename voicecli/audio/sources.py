@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from voicecli import aio
 from voicecli.audio.devices import (
     AudioDeviceError,
     AudioDeviceLost,
@@ -56,7 +57,12 @@ class AudioSource(Protocol):
     ) -> None: ...
 
     def blocks(self) -> AsyncIterator[Int16Array]:
-        """20 ms blocks of 24 kHz mono int16 until the source ends."""
+        """20 ms blocks of 24 kHz mono int16 until the source ends or is stopped."""
+        ...
+
+    def stop(self) -> None:
+        """End :meth:`blocks` at its next step, from the loop thread: the explicit stop
+        that never relies on a cancellation arriving (see :mod:`voicecli.aio`)."""
         ...
 
 
@@ -127,6 +133,7 @@ class DeviceSource:
         self._ending = False  # set by _close_stream: the callback ends the stream
         self._ended = threading.Event()  # the stream's finished callback ran
         self._callback_abort: type[BaseException] = Exception
+        self._stopped = False  # stop(): blocks() returns at its next step
 
     @property
     def overflows(self) -> int:
@@ -145,6 +152,7 @@ class DeviceSource:
         self._ready = asyncio.Event()
         self._first_callback = asyncio.Event()
         self._finished = False
+        self._stopped = False
         self._ending = False
         self._ended.clear()
         self._callback_abort = sd.CallbackAbort
@@ -217,30 +225,41 @@ class DeviceSource:
         self._finished = True
         self._ready.set()
 
+    def stop(self) -> None:
+        """End :meth:`blocks` now (the stream itself closes on leaving ``async with``)."""
+        self._stopped = True
+        self._ready.set()
+
     async def wait_started(self, timeout: float | None = None) -> None:
         """Wait for the first PortAudio callback (audio is flowing)."""
-        await asyncio.wait_for(self._first_callback.wait(), timeout)
+        async with aio.timeout(timeout):
+            await self._first_callback.wait()
 
     async def blocks(self) -> AsyncIterator[Int16Array]:
         """20 ms 24 kHz blocks; raises :class:`AudioDeviceLost` if the device goes away."""
         if self._stream is None:
             raise RuntimeError("DeviceSource.blocks() outside 'async with'")
         blocker = _Blocker(BLOCK_SAMPLES)
-        while True:
+        while not self._stopped:
             while not self._queue:
+                if self._stopped:
+                    return
                 if self._finished or self._stream is None:
                     raise AudioDeviceLost("the microphone stopped (device lost)")
                 self._ready.clear()
                 timeout = self.stall_timeout_s if self.callbacks else self.start_timeout_s
                 try:
-                    await asyncio.wait_for(self._ready.wait(), timeout)
-                except asyncio.TimeoutError:
+                    async with aio.timeout(timeout):
+                        await self._ready.wait()
+                except TimeoutError:
                     raise AudioDeviceLost(
                         f"the microphone delivered no audio for {timeout:g} s (device lost?)"
                     ) from None
             raw = self._queue.popleft()
             samples = self._resampler.process(raw) if self._resampler is not None else raw
             for block in blocker.push(samples):
+                if self._stopped:
+                    return
                 yield block
 
 
@@ -255,10 +274,16 @@ class WavFileSource:
         self.path = Path(path)
         self.realtime = realtime
         self._samples: Int16Array | None = None
+        self._stopped = False
 
     async def __aenter__(self) -> WavFileSource:
         self._samples = read_wav_24k_mono(self.path)
+        self._stopped = False
         return self
+
+    def stop(self) -> None:
+        """End :meth:`blocks` at its next block."""
+        self._stopped = True
 
     async def __aexit__(
         self,
@@ -273,6 +298,8 @@ class WavFileSource:
         samples = self._samples if self._samples is not None else read_wav_24k_mono(self.path)
         start = time.monotonic()
         for k, pos in enumerate(range(0, len(samples), BLOCK_SAMPLES)):
+            if self._stopped:
+                return
             block = samples[pos : pos + BLOCK_SAMPLES]
             if len(block) < BLOCK_SAMPLES:
                 block = np.concatenate([block, np.zeros(BLOCK_SAMPLES - len(block), np.int16)])
@@ -293,9 +320,15 @@ class NullSource:
         self.seconds = seconds
         self.realtime = realtime
         self.overflows = 0
+        self._stopped = False
 
     async def __aenter__(self) -> NullSource:
+        self._stopped = False
         return self
+
+    def stop(self) -> None:
+        """End :meth:`blocks` at its next block."""
+        self._stopped = True
 
     async def __aexit__(
         self,
@@ -310,7 +343,7 @@ class NullSource:
         total = None if self.seconds is None else round(self.seconds * 1000 / BLOCK_MS)
         start = time.monotonic()
         k = 0
-        while total is None or k < total:
+        while (total is None or k < total) and not self._stopped:
             if self.realtime:
                 delay = start + k * BLOCK_MS / 1000 - time.monotonic()
                 if delay > 0:

@@ -80,6 +80,8 @@ FATAL_CODES = frozenset(
 """Error codes after which the server closes (3000/4000): never retried."""
 LEVEL_INTERVAL_S = 0.05
 """Mic-level-only status updates are coalesced to at most 20 per second."""
+STOP_GRACE_S = 1.0
+"""How long the mic loop has to end after its source is stopped before it is cancelled."""
 
 DEFAULT_BACKOFF = Backoff()
 Subscriber = Callable[[Notification], None]
@@ -217,7 +219,7 @@ class Engine:
             await self._supervisor.run()
         finally:
             self._stop_source()
-            await reap([mic_task])
+            await reap([mic_task], grace=STOP_GRACE_S)
             if self._rotate_timer is not None:
                 self._rotate_timer.cancel()
             await self._playback.close()
@@ -635,9 +637,8 @@ class Engine:
     # -- mic -------------------------------------------------------------------------
 
     def _stop_source(self) -> None:
-        stop = getattr(self._source, "stop", None)
-        if callable(stop):
-            stop()
+        if self._source is not None:
+            self._source.stop()
 
     async def _until_connected_or_closing(self) -> bool:
         """True once connected; False when the engine closes first."""

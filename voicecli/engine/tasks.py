@@ -10,23 +10,28 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-async def reap(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
-    """Cancel ``tasks`` and wait for them all, retrieving every exception (so asyncio
-    never logs "Task exception was never retrieved"); errors other than cancellation
-    are logged. If the caller is cancelled meanwhile, the tasks are still awaited.
+async def reap(tasks: Iterable[asyncio.Task[Any] | None], *, grace: float = 0.0) -> None:
+    """Wait for ``tasks`` to end, retrieving every exception (so asyncio never logs
+    "Task exception was never retrieved"); errors other than cancellation are logged.
+    If the caller is cancelled meanwhile, the tasks are still awaited.
 
-    The engine's loops stop by an explicit close first; this is the fallback for a task
+    The engine's loops stop by an explicit close first: ``grace`` seconds are theirs to
+    end on their own. Whatever still runs then is cancelled, the fallback for a task
     that is still waiting when its owner goes."""
     pending = [t for t in tasks if t is not None]
-    for task in pending:
-        task.cancel()
     if not pending:
         return
-    # shield: a second cancel of the caller must not leave the tasks un-awaited
+    # shield: a cancel of the caller must not leave the tasks un-awaited
     gathered = asyncio.gather(*pending, return_exceptions=True)
     try:
+        if grace > 0:
+            await asyncio.wait([gathered], timeout=grace)
+        for task in pending:
+            task.cancel()
         results = await asyncio.shield(gathered)
     except asyncio.CancelledError:
+        for task in pending:
+            task.cancel()
         await gathered
         raise
     for task, result in zip(pending, results, strict=True):
