@@ -23,8 +23,6 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import platformdirs
 
-from voicecli.pcm import SAMPLE_RATE
-
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -267,61 +265,6 @@ class Config:
     def api_key_command(self) -> str | None:
         """Shortcut for ``connection.api_key_command``."""
         return self.connection.api_key_command
-
-    def session_payload(self) -> dict[str, Any]:
-        """The GA session object for ``session.update`` (``turn_detection`` is null in
-        the client-decides modes, ``local-vad`` and ``push-to-talk``)."""
-        s = self.session
-        audio_in: dict[str, Any] = {
-            "format": {"type": "audio/pcm", "rate": SAMPLE_RATE},
-            "noise_reduction": {"type": s.noise_reduction} if s.noise_reduction else None,
-            "transcription": _transcription_payload(s.transcription),
-            "turn_detection": turn_detection_payload(self.turn_mode, s.turn_detection),
-        }
-        payload: dict[str, Any] = {"type": "realtime"}
-        if s.instructions is not None:
-            payload["instructions"] = s.instructions
-        payload["output_modalities"] = list(s.output_modalities)
-        payload["audio"] = {
-            "input": audio_in,
-            "output": {
-                "format": {"type": "audio/pcm", "rate": SAMPLE_RATE},
-                "voice": s.voice,
-                "speed": s.speed,
-            },
-        }
-        if s.max_output_tokens is not None:
-            payload["max_output_tokens"] = s.max_output_tokens
-        return payload
-
-
-def _transcription_payload(t: Transcription) -> dict[str, Any] | None:
-    if not t.model:
-        return None
-    out: dict[str, Any] = {"model": t.model}
-    if t.language:
-        out["language"] = t.language
-    return out
-
-
-def turn_detection_payload(mode: TurnMode, td: TurnDetection) -> dict[str, Any] | None:
-    """``audio.input.turn_detection`` for a turn mode (None: the client decides turns)."""
-    if mode == "server-vad":
-        out: dict[str, Any] = {
-            "type": "server_vad",
-            "threshold": td.threshold,
-            "prefix_padding_ms": td.prefix_padding_ms,
-            "silence_duration_ms": td.silence_duration_ms,
-        }
-        if td.idle_timeout_ms is not None:
-            out["idle_timeout_ms"] = td.idle_timeout_ms
-    elif mode == "semantic-vad":
-        out = {"type": "semantic_vad", "eagerness": td.eagerness}
-    else:
-        return None
-    out["create_response"] = td.create_response
-    out["interrupt_response"] = td.interrupt_response
-    return out
 
 
 # --- loading ----------------------------------------------------------------------------

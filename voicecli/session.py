@@ -24,7 +24,8 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from voicecli.config import Config, TurnMode
+from voicecli.config import Config, SessionConfig, TurnMode
+from voicecli.pcm import SAMPLE_RATE
 
 CLIENT_MODES: frozenset[TurnMode] = frozenset({"push-to-talk", "local-vad"})
 """Turn modes in which the client decides when a turn ends (no server turn detection)."""
@@ -77,14 +78,40 @@ def changed_fields(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dic
     return out
 
 
+def configured_session(s: SessionConfig) -> dict[str, Any]:
+    """The GA session object that ``[session]`` asks for, but its turn detection (which
+    follows the turn mode: see :meth:`SessionModel.turn_detection`)."""
+    transcription: dict[str, Any] | None = None
+    if s.transcription.model:
+        transcription = {"model": s.transcription.model}
+        if s.transcription.language:
+            transcription["language"] = s.transcription.language
+    payload: dict[str, Any] = {"type": "realtime"}
+    if s.instructions is not None:
+        payload["instructions"] = s.instructions
+    payload["output_modalities"] = list(s.output_modalities)
+    payload["audio"] = {
+        "input": {
+            "format": {"type": "audio/pcm", "rate": SAMPLE_RATE},
+            "noise_reduction": {"type": s.noise_reduction} if s.noise_reduction else None,
+            "transcription": transcription,
+        },
+        "output": {
+            "format": {"type": "audio/pcm", "rate": SAMPLE_RATE},
+            "voice": s.voice,
+            "speed": s.speed,
+        },
+    }
+    if s.max_output_tokens is not None:
+        payload["max_output_tokens"] = s.max_output_tokens
+    return payload
+
+
 class SessionModel:
     """The wanted session, the turn mode and the server's view of the session."""
 
     def __init__(self, config: Config) -> None:
-        payload = config.session_payload()
-        audio_in = payload["audio"]["input"]
-        audio_in.pop("turn_detection", None)
-        self._base: dict[str, Any] = payload
+        self._base: dict[str, Any] = configured_session(config.session)
         td = config.session.turn_detection
         self._vad: dict[str, dict[str, Any]] = {
             kind: {

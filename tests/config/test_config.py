@@ -39,6 +39,7 @@ from voicecli.secrets import (
     redact,
     resolve_api_key,
 )
+from voicecli.session import SessionModel
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.toml"
@@ -89,7 +90,7 @@ def test_defaults(xdg: dict[str, str]) -> None:
 
 
 def test_defaults_session_payload_is_client_decides() -> None:
-    payload = Config().session_payload()
+    payload = SessionModel(Config()).payload()
     assert payload["type"] == "realtime"
     assert payload["audio"]["input"]["turn_detection"] is None
     assert payload["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
@@ -106,11 +107,11 @@ def test_echo_margin_db_default_and_override(tmp_path: Path, xdg: dict[str, str]
 
 def test_server_vad_payload(xdg: dict[str, str]) -> None:
     cfg = load_config(env=xdg, overrides={"turn_mode": "server-vad"})
-    td = cfg.session_payload()["audio"]["input"]["turn_detection"]
+    td = SessionModel(cfg).payload()["audio"]["input"]["turn_detection"]
     assert td["type"] == "server_vad"
     assert td["silence_duration_ms"] == 500
     cfg = load_config(env=xdg, overrides={"turn_mode": "semantic-vad"})
-    td = cfg.session_payload()["audio"]["input"]["turn_detection"]
+    td = SessionModel(cfg).payload()["audio"]["input"]["turn_detection"]
     assert td == {
         "type": "semantic_vad",
         "eagerness": "auto",
@@ -293,7 +294,7 @@ def test_none_string_means_unset(tmp_path: Path, xdg: dict[str, str]) -> None:
     cfg = load_config(path, env=xdg)
     assert cfg.session.instructions is None
     assert cfg.session.transcription.model is None
-    assert cfg.session_payload()["audio"]["input"]["transcription"] is None
+    assert SessionModel(cfg).payload()["audio"]["input"]["transcription"] is None
 
 
 # --- the API key ------------------------------------------------------------------------
@@ -500,4 +501,4 @@ def test_any_document_loads_or_fails_with_one_line(doc: dict[str, Any]) -> None:
         assert "\n" not in str(exc)
         assert str(exc).startswith("command line: ")
     else:
-        cfg.session_payload()  # whatever loaded can be sent
+        SessionModel(cfg).payload()  # whatever loaded can be sent

@@ -10,8 +10,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from voicecli.config import Config
 from voicecli.engine.status import TURN_MODES, EngineStatus, TurnMode, next_turn_mode
 from voicecli.protocol.notifications import Notification
+from voicecli.session import SessionModel
 
 
 @dataclass
@@ -63,6 +65,7 @@ class FakeEngine:
 
     def __init__(self, status: EngineStatus | None = None) -> None:
         self.conversation = FakeConversation()
+        self.session = SessionModel(Config())
         self.status = status or EngineStatus(
             connection="connected", endpoint="ws://127.0.0.1:8765/v1/realtime"
         )

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from voicecli.audio.sinks import AudioSink
     from voicecli.audio.sources import AudioSource
     from voicecli.config import Config
+    from voicecli.session import SessionModel
 
 
 class SessionConversation(ConversationView, Protocol):
@@ -78,6 +79,8 @@ class EngineLike(Protocol):
     def conversation(self) -> SessionConversation: ...
     @property
     def status(self) -> EngineStatus: ...
+    @property
+    def session(self) -> SessionModel: ...
     def subscribe(self, callback: Callable[[Notification], None]) -> Callable[[], None]: ...
     async def run(self) -> None: ...
     async def close(self) -> None: ...
@@ -475,9 +478,7 @@ class VoiceApp(App[int]):
         if self._editor() is not None:
             return
         conv = self.engine.conversation
-        session = conv.session
-        if session is None and self.config is not None:
-            session = self.config.session_payload()
+        session = conv.session if conv.session is not None else self.engine.session.payload()
         profiles = dict(self.config.profiles) if self.config is not None else {}
         self.push_screen(
             SessionEditor(
