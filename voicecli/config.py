@@ -350,17 +350,18 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "", f"TOML syntax error: {exc}") from None
 
 
-def _normalize_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+def _normalize_overrides(overrides: Mapping[str, Any], *, top: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in overrides.items():
         if value is None:
             continue
-        path = ["storage", "data_dir"] if key == "data_dir" else str(key).split(".")
+        # a top-level ``data_dir`` is short for storage.data_dir (the --data-dir flag)
+        path = ["storage", "data_dir"] if top and key == "data_dir" else str(key).split(".")
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
         if isinstance(value, Mapping):
-            nested = _normalize_overrides(value)
+            nested = _normalize_overrides(value, top=False)
             if nested:
                 existing = node.setdefault(path[-1], {})
                 if isinstance(existing, dict):

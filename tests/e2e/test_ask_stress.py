@@ -36,6 +36,7 @@ def busy_machine() -> Iterator[None]:
         yield
 
 
+@pytest.mark.timeout(400)  # 20 runs; each round ends or fails by EXIT_WITHIN_S
 def test_twenty_asks_beside_two_busy_processes_all_exit(
     audio_env: None, busy_machine: None, tmp_path: Path
 ) -> None:
