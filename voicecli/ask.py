@@ -49,6 +49,27 @@ WAIT_TRANSCRIPT_S = 5.0
 """How long to wait, after the response, for the user's transcript and the history."""
 
 
+_EXCHANGE_EVENTS = frozenset(
+    {"input_audio_buffer.commit", "conversation.item.create", "response.create"}
+)
+"""Client events without which there is no question or no answer."""
+_HANDLED_ERRORS = frozenset(
+    {"session_expired", "response_cancel_not_active", "conversation_already_has_active_response"}
+)
+"""Codes the engine handles itself: expiry rotates, a late cancel is moot, a second
+``response.create`` waits in the outbox for the active response to end."""
+
+
+def ends_the_exchange(error: ServerError) -> bool:
+    """Whether an ``error`` event leaves the ask without its exchange: it rejected one of
+    the events that make the question or ask for the answer. An error tied to no client
+    event (a transient ``server_error``) or to another one is reported and the ask goes
+    on; a fatal one (a bad key) closes the connection and ends the ask that way."""
+    if error.code in _HANDLED_ERRORS:
+        return False
+    return error.client_event_type in _EXCHANGE_EVENTS
+
+
 class AskFailed(Exception):
     """One clear line for stderr."""
 
@@ -99,8 +120,11 @@ class _Ask:
         elif isinstance(note, TurnLogged):
             self.logged.add(note.item_id)
         elif isinstance(note, ServerError):
-            if note.code not in ("session_expired", "response_cancel_not_active"):
+            if ends_the_exchange(note):
                 self.fail(f"server error: {note.message}")
+            elif note.code not in _HANDLED_ERRORS:
+                # the live service keeps the session open after most errors: say it, go on
+                print(f"voicecli ask: server error: {note.message} (going on)", file=sys.stderr)
         elif isinstance(note, Notice):
             if note.level == "error" or (self.mic_failed and note.level == "warning"):
                 self.fail(note.text)

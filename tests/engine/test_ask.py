@@ -157,3 +157,41 @@ def test_ask_never_leaks_the_key(tmp_path: Path, speech_wav: Path) -> None:
     assert any("session.created" in h for h in haystacks)  # the transcript was searched
     for text in haystacks:
         assert SECRET not in text
+
+
+@pytest.mark.slow
+def test_a_transient_error_mid_reply_does_not_abort_the_ask(
+    tmp_path: Path, speech_wav: Path
+) -> None:
+    """#10.5: one ``server_error`` tied to no client event, in a reply that then
+    completes, used to end ask with exit 1, no reply and no logged turn."""
+    from voicecli.server.faults import Faults
+
+    out = tmp_path / "o.wav"
+    with BackgroundServer(faults=Faults(error_after_audio_deltas=2)) as server:
+        proc = run_ask(
+            "ask", str(speech_wav), "--url", server.url, "--out", str(out), tmp_path=tmp_path
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "voicecli ask: server error: transient (going on)"
+    assert "assistant: You said" in proc.stdout
+    assert len(read_wav_24k_mono(out)) > 24_000 // 2
+    logs = list((tmp_path / "xdg-data").rglob("*.jsonl"))
+    turns = [json.loads(line) for p in logs for line in p.read_text().splitlines()]
+    assert sum(1 for t in turns if t.get("kind") == "turn") == 2  # the question and the answer
+
+
+def test_only_errors_about_the_exchange_end_an_ask() -> None:
+    from voicecli.ask import ends_the_exchange
+    from voicecli.protocol.notifications import ServerError
+
+    def error(code: str | None, about: str | None) -> ServerError:
+        return ServerError(code=code, message="m", client_event_type=about)
+
+    assert ends_the_exchange(error("input_audio_buffer_commit_empty", "input_audio_buffer.commit"))
+    assert ends_the_exchange(error("invalid_value", "response.create"))
+    assert not ends_the_exchange(error(None, None))  # a transient server_error
+    assert not ends_the_exchange(error("invalid_value", "session.update"))
+    assert not ends_the_exchange(
+        error("conversation_already_has_active_response", "response.create")
+    )

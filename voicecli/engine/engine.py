@@ -509,7 +509,8 @@ class Engine:
             self._playback.truncated(note.item_id)
             after.append(lambda: self._journal.flush_item(note.item_id))
         elif isinstance(note, ServerError):
-            self._on_server_error(note)
+            if self._on_server_error(note):
+                return  # handled here: nothing for the user to see
         elif isinstance(note, SessionChanged):
             if not note.created:
                 self._on_session_updated(note.session)
@@ -571,7 +572,9 @@ class Engine:
             else:
                 self._journal.log(item.id, note)
 
-    def _on_server_error(self, note: ServerError) -> None:
+    def _on_server_error(self, note: ServerError) -> bool:
+        """Undo what the error refused; True when it needs no showing (a harmless race).
+        Subscribers get every other error as the :class:`ServerError` itself."""
         event_id = note.client_event_id
         refused = self._outbox.rejected(event_id, note.code)
         item_id = self._playback.rejected(event_id)
@@ -580,13 +583,10 @@ class Engine:
         if event_id is not None and event_id in self._update_ids:
             self._update_ids.remove(event_id)
             self.session.update_rejected()
-        if note.code == "session_expired" or note.code in FATAL_CODES:
-            return  # the receiver reconnects, or fails once with its own notice
         if note.code == "response_cancel_not_active":
-            return  # a race with the response ending by itself: harmless
-        if refused is not None and note.code == ACTIVE_RESPONSE:
-            return  # our response.create raced the server's own: asked again after it
-        self._publish(Notice("error", f"server error: {note.message}"))
+            return True  # a race with the response ending by itself: harmless
+        # our response.create raced the server's own: asked again after it
+        return refused is not None and note.code == ACTIVE_RESPONSE
 
     def _transcription_enabled(self) -> bool:
         session = self.conversation.session or {}

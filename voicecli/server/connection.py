@@ -891,6 +891,11 @@ class Reply:
                 limit = s.faults.drop_after_audio_deltas
                 if limit is not None and deltas >= limit:
                     s.drop()
+                if deltas == s.faults.error_after_audio_deltas:
+                    transient = ProtocolError(
+                        "server_error", "transient", error_type="server_error"
+                    )
+                    await s.send_error(transient, None)
             await self._pace(len(pcm) / SAMPLES_PER_MS)
         return said
 

@@ -31,6 +31,10 @@ class Faults:
     #: Stall the next connection that reads or sends: stop reading and sending for S seconds
     #: (the transport is paused, so pings go unanswered). Consumed (reset to 0) when it fires.
     stall_s: float = 0.0
+    #: Send one ``error`` event of type ``server_error`` tied to no client event after this
+    #: many audio deltas of a response, which then goes on and completes: the live service
+    #: keeps a session open after such an error.
+    error_after_audio_deltas: int | None = None
 
     def take_stall(self) -> float:
         """Return the pending stall duration and clear it."""
