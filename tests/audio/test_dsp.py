@@ -46,10 +46,11 @@ def peak_freq(x: np.ndarray, rate: int) -> float:
     return float(np.fft.rfftfreq(len(x), 1 / rate)[np.argmax(spec)])
 
 
-def test_sample_rate_matches_config() -> None:
-    from voicecli.config import SAMPLE_RATE as CONFIG_RATE
+def test_one_sample_rate() -> None:
+    from voicecli import pcm
 
-    assert SAMPLE_RATE == CONFIG_RATE == 24_000
+    assert SAMPLE_RATE is pcm.SAMPLE_RATE and pcm.SAMPLE_RATE == 24_000
+    assert pcm.BYTES_PER_MS == 48
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,10 @@ import stat
 import struct
 import subprocess
 import sys
+import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +26,7 @@ from voicecli.audio.wav import (
     read_wav_24k_mono,
     write_wav,
 )
+from voicecli.writer import DiskWriter
 
 
 def stdlib_wav(path: Path, frames: bytes, rate: int, channels: int, width: int) -> Path:
@@ -242,3 +245,45 @@ def test_conversation_recorder_aligns_mic_and_assistant(tmp_path: Path) -> None:
     assert np.all(right[:960] == 0)
     assert np.all(right[960:1960] == 7) and np.all(right[1960:2160] == 8)
     assert np.all(right[2160:2400] == 0) and np.all(right[2400:] == 9)
+
+
+def test_a_recorder_on_the_writer_thread_never_waits_for_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#10.8: the recording's writes (and their size patches) ran on the event loop,
+    every 20 ms; a slow disk stalled the mic, the speaker pump and the UI."""
+    real_write = WavWriter.write
+
+    def slow_write(self: WavWriter, frames: Any) -> None:
+        time.sleep(0.05)
+        real_write(self, frames)
+
+    monkeypatch.setattr(WavWriter, "write", slow_write)
+    disk = DiskWriter()
+    path = tmp_path / "conv.wav"
+    rec = ConversationRecorder(path, disk=disk)
+    t0 = time.monotonic()
+    for k in range(10):
+        rec.add_mic(np.full(480, k, np.int16))
+    rec.close()
+    assert time.monotonic() - t0 < 0.05  # 10 slow writes: none waited for here
+    disk.close()
+    frames, _ = read_wav(path)
+    assert frames.shape == (4800, 2) and frames[-1, 0] == 9
+
+
+def test_a_recorder_reports_its_first_write_error_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: WavWriter, frames: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(WavWriter, "write", full)
+    errors: list[BaseException] = []
+    disk = DiskWriter()
+    rec = ConversationRecorder(tmp_path / "conv.wav", disk=disk, on_error=errors.append)
+    for _ in range(3):
+        rec.add_mic(np.zeros(480, np.int16))
+    rec.close()
+    disk.close()
+    assert [str(e) for e in errors] == ["[Errno 28] No space left on device"]

@@ -636,8 +636,8 @@ class DeviceSink:
         return played * 1000 // self.rate
 
     async def start(self) -> None:
-        """Start the stream (silence until audio is written)."""
-        self._start_stream()
+        """Start the stream (silence until audio is written), off the loop."""
+        await asyncio.to_thread(self._start_stream)
         if self._dead is not None:
             raise AudioDeviceError(self._dead)
 

@@ -157,8 +157,8 @@ class DeviceSource:
         self._ended.clear()
         self._callback_abort = sd.CallbackAbort
         self._resampler = StreamResampler(self.rate, RATE) if self.rate != RATE else None
-        try:
-            self._stream = sd.InputStream(
+        def open_and_start() -> Any:
+            stream = sd.InputStream(
                 device=index,
                 samplerate=self.rate,
                 channels=1,
@@ -168,9 +168,18 @@ class DeviceSource:
                 callback=self._callback,
                 finished_callback=self._finished_callback,
             )
-            self._stream.start()
+            try:
+                stream.start()
+            except BaseException:
+                stream.close()
+                raise
+            return stream
+
+        try:
+            # opening a device can take 100 ms or more (a sound server starting): not
+            # on the loop that also runs the UI and the speaker pump
+            self._stream = await asyncio.to_thread(open_and_start)
         except sd.PortAudioError as exc:
-            await self._close_stream()
             raise AudioDeviceError(f"cannot open the microphone: {exc}") from None
         return self
 

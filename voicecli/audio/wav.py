@@ -13,6 +13,7 @@ import os
 import struct
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -21,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from voicecli.audio.dsp import SAMPLE_RATE, Int16Array, as_int16, float_to_int16, resample
+from voicecli.writer import DiskWriter
 
 __all__ = [
     "ConversationRecorder",
@@ -310,10 +312,27 @@ class ConversationRecorder:
     is silent it is filled with zeros), so the file on disk is always valid and at
     most a few blocks behind. Thread-safe: mic and playback callbacks may call in
     from different threads.
+
+    ``disk``: the writes (and their size patches and fsyncs) run on that writer thread,
+    in order, so the caller's thread (the event loop) never waits for the disk; the
+    first write error goes to ``on_error``, from the writer's thread (or, with a
+    loop, on it). Without ``disk`` they run in the caller's thread.
     """
 
-    def __init__(self, path: str | Path, rate: int = SAMPLE_RATE, *, fsync_s: float = 5.0):
+    def __init__(
+        self,
+        path: str | Path,
+        rate: int = SAMPLE_RATE,
+        *,
+        fsync_s: float = 5.0,
+        disk: DiskWriter | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ):
         self._writer = WavWriter(path, rate, channels=2, fsync_s=fsync_s)
+        self._disk = disk
+        self._on_error = on_error
+        self._failed = False
+        self._closed = False
         self._lock = threading.Lock()
         self._mic: list[Int16Array] = []  # mic samples not yet written
         self._mic_pending = 0
@@ -343,7 +362,7 @@ class ConversationRecorder:
         time and never overlaps earlier assistant audio."""
         arr = as_int16(block).reshape(-1)
         with self._lock:
-            if self._writer.closed:
+            if self._closed:
                 return
             # where the assistant audio continues from: after what is queued, or now
             start = max(self._written + self._asst.size, self._mic_time)
@@ -360,7 +379,7 @@ class ConversationRecorder:
         n = self._mic_pending
         if final:
             n = max(n, self._asst.size)
-        if n == 0 or self._writer.closed:
+        if n == 0 or self._closed:
             return
         mic = np.concatenate(self._mic) if self._mic else np.zeros(0, dtype=np.int16)
         if mic.size < n:
@@ -371,17 +390,31 @@ class ConversationRecorder:
         stereo = np.empty((n, 2), dtype=np.int16)
         stereo[:, 0] = mic[:n]
         stereo[:, 1] = asst
-        self._writer.write(stereo)
+        self._run(lambda: self._writer.write(stereo))
         self._written += n
         self._mic = []
         self._mic_pending = 0
         self._asst = self._asst[n:]
 
     def close(self) -> None:
-        """Write what is left (assistant audio past the last mic block too) and close."""
+        """Write what is left (assistant audio past the last mic block too) and close
+        (with ``disk``: once the writer reaches it)."""
         with self._lock:
             self._drain(final=True)
-            self._writer.close()
+            self._closed = True
+            self._run(self._writer.close)
+
+    def _run(self, job: Callable[[], None]) -> None:
+        if self._disk is None:
+            job()
+        else:
+            self._disk.submit(job, self._done)
+
+    def _done(self, result: object) -> None:
+        if isinstance(result, BaseException) and not self._failed:
+            self._failed = True
+            if self._on_error is not None:
+                self._on_error(result)
 
     def __enter__(self) -> ConversationRecorder:
         return self

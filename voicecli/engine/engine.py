@@ -162,6 +162,7 @@ class Engine:
             self._ev,
             output_latency=float(config.audio.output_latency),
             record_to=config.audio.record,
+            disk=self._writer,
             send=self._send,
             set_status=self._set_status,
             publish=self._publish,

@@ -31,6 +31,7 @@ from voicecli.pcm import BYTES_PER_MS
 from voicecli.protocol.client_events import ClientEvents, JsonEvent
 from voicecli.protocol.conversation import Conversation
 from voicecli.protocol.notifications import AudioDelta, AudioDone, Notification
+from voicecli.writer import DiskWriter
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class PlaybackTracker:
         *,
         output_latency: float,
         record_to: Path | None,
+        disk: DiskWriter,
         send: Callable[[JsonEvent], None],
         set_status: Callable[..., None],
         publish: Callable[[Notification], None],
@@ -92,6 +94,7 @@ class PlaybackTracker:
         self._ev = events
         self._output_latency = output_latency
         self._record_to = record_to
+        self._disk = disk
         self._send = send
         self._set_status = set_status
         self._publish = publish
@@ -126,9 +129,14 @@ class PlaybackTracker:
             self.sink = NullSink()
         if self._record_to is not None and self._recorder is None:
             try:
-                self._recorder = ConversationRecorder(self._record_to)
+                self._recorder = ConversationRecorder(
+                    self._record_to, disk=self._disk, on_error=self._recording_failed
+                )
             except OSError as exc:
                 self._publish(Notice("error", f"cannot record to {self._record_to}: {exc}"))
+
+    def _recording_failed(self, exc: BaseException) -> None:
+        self._publish(Notice("error", f"the recording is incomplete: {exc}"))
 
     async def close(self) -> None:
         """Wait for pending truncations' tasks, close the recording and the speaker."""
@@ -137,10 +145,7 @@ class PlaybackTracker:
         self._drain_task = None
         if self._recorder is not None:
             self._record_played()
-            try:
-                self._recorder.close()
-            except OSError as exc:
-                self._publish(Notice("error", f"the recording is incomplete: {exc}"))
+            self._recorder.close()  # on the writer thread, after the last write
             self._recorder = None
             self._recorded.clear()
         try:
