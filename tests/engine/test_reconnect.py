@@ -333,7 +333,7 @@ async def test_stall_drops_oldest_audio_beyond_backlog(
 ) -> None:
     async with RealtimeServer(pace=0) as server:
         config = config_for(server, turn_mode="server-vad", audio={"max_backlog_s": 0.5})
-        engine = Engine(config, source=BurstSource(900), sink=NullSink(), backoff=FAST)  # type: ignore[arg-type]
+        engine = Engine(config, source=BurstSource(60), sink=NullSink(), backoff=FAST)  # type: ignore[arg-type]
         engine.subscribe(recorder)
         server.faults.stall_s = 4.0
         task = await started(engine)
