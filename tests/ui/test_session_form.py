@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.ui.fakes import SESSION
-from voicecli.ui.screens.session_editor import (
+from voicecli.session_form import (
     changes_from_form,
     field_for_param,
     form_from_session,
