@@ -137,6 +137,18 @@ class SessionLog:
         self.close()
 
 
+def open_session_log(
+    data_dir: Path | str, *, kind: str = "session", **header: Any
+) -> tuple[SessionLog | None, str | None]:
+    """A new session log, or None and why, as the one line the UI and ``ask`` both show
+    before going on without a history (a read-only or full data directory)."""
+    try:
+        return SessionLog.create(data_dir, kind=kind, **header), None
+    except OSError as exc:
+        where = exc.filename or Path(data_dir) / SESSIONS_DIR
+        return None, f"no session history ({exc.strerror or exc}: {where}); going on without it"
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
