@@ -409,6 +409,9 @@ class ProgressSource:
         await self._inner.__aenter__()
         return self
 
+    def stop(self) -> None:
+        self._inner.stop()
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
