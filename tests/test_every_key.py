@@ -24,6 +24,7 @@ import pytest
 
 from tests.audio.conftest import _load, noise
 from tests.ui.fakes import FakeEngine
+from voicecli import compose
 from voicecli.audio import devices
 from voicecli.audio.sinks import NullSink
 from voicecli.config import Config, ConfigError, all_keys, load_config
@@ -35,7 +36,6 @@ from voicecli.protocol.notifications import ResponseDone
 from voicecli.secrets import resolve_api_key
 from voicecli.server import RealtimeServer
 from voicecli.session import SessionModel
-from voicecli.ui import app as ui_app
 from voicecli.ui.app import VoiceApp
 
 Probe = Callable[[Config, Path], Awaitable[Any]]
@@ -110,7 +110,7 @@ async def audio_devices(cfg: Config, tmp: Path) -> Any:
         mp.setattr(devices, "find_device", lambda spec, kind: f"{kind}:{spec}")
         mp.setattr("voicecli.audio.sources.DeviceSource", _Device)
         mp.setattr("voicecli.audio.sinks.DeviceSink", _Device)
-        source, sink, notices = ui_app.build_audio(cfg)
+        source, sink, notices = compose.ui_audio(cfg)
     built = [d for d in (source, sink) if isinstance(d, _Device)]
     return [(d.device, d.options) for d in built], notices
 

@@ -1,19 +1,21 @@
 """The ``voicecli`` command: options, configuration, then one lazily imported module per
-subcommand (so a missing piece, such as PortAudio, never breaks the others).
+subcommand (so a missing piece, such as PortAudio, never breaks the others). The engine
+for the UI and for ``ask`` is built in one place, :mod:`voicecli.compose`.
 
-* ``voicecli`` — the terminal UI (``voicecli.ui.app.run_app``)
+* ``voicecli`` — the terminal UI (``voicecli.ui.app.VoiceApp``)
 * ``voicecli ask INPUT.wav`` — one question, one answer, headless (``voicecli.ask``)
 * ``voicecli serve`` — the local Realtime server (``voicecli.server``)
 * ``voicecli devices`` — audio devices (``voicecli.audio.devices``)
 * ``voicecli history`` / ``voicecli export SESSION`` — stored sessions
 
-Exit status: 0 success, 1 failure, 2 usage or configuration error, 130 interrupted.
+Options given before the subcommand work after it too. Exit status: 0 success, 1
+failure, 2 usage or configuration error, 3 ``ask --mic`` heard no speech, 130
+interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
@@ -33,10 +35,14 @@ EXIT_INTERRUPTED = 130
 log = logging.getLogger(__name__)
 
 
-def _add_connection_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
+def _add_global_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
     """Options accepted both before and after the subcommand. In subparsers they default
     to SUPPRESS so they never overwrite a value given before the subcommand."""
     kw: dict[str, Any] = {"default": argparse.SUPPRESS} if sub else {}
+    p.add_argument("--config", metavar="FILE", type=Path, help="read this config file too", **kw)
+    p.add_argument(
+        "--debug", action="store_true", help="log details (secrets redacted) to stderr", **kw
+    )
     p.add_argument(
         "--local",
         action="store_true",
@@ -45,6 +51,24 @@ def _add_connection_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
     )
     p.add_argument("--url", metavar="URL", help="Realtime endpoint (ws://, wss://, https://)", **kw)
     p.add_argument("--model", metavar="NAME", help="model, or Azure deployment name", **kw)
+    p.add_argument("--voice", metavar="VOICE", help="assistant voice (e.g. marin, cedar)", **kw)
+    p.add_argument("--turn-mode", choices=TURN_MODES, help="who decides a turn ended", **kw)
+    p.add_argument("--input-device", metavar="DEV", help="microphone: index or name part", **kw)
+    p.add_argument("--output-device", metavar="DEV", help="speaker: index or name part", **kw)
+    p.add_argument(
+        "--headphones",
+        action="store_const",
+        const=True,
+        help="headphones in use: no echo handling needed",
+        **kw,
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_const",
+        const=True,
+        help="allow unencrypted ws:// to another machine",
+        **kw,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,27 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a command: the interactive voice UI.",
     )
     parser.add_argument("--version", action="version", version=f"voicecli {__version__}")
-    parser.add_argument("--config", metavar="FILE", type=Path, help="read this config file too")
-    parser.add_argument(
-        "--debug", action="store_true", help="log details (secrets redacted) to stderr"
-    )
-    _add_connection_options(parser, sub=False)
-    parser.add_argument("--voice", metavar="VOICE", help="assistant voice (e.g. marin, cedar)")
-    parser.add_argument("--turn-mode", choices=TURN_MODES, help="who decides a turn ended")
-    parser.add_argument("--input-device", metavar="DEV", help="microphone: index or name part")
-    parser.add_argument("--output-device", metavar="DEV", help="speaker: index or name part")
-    parser.add_argument(
-        "--headphones",
-        action="store_const",
-        const=True,
-        help="headphones in use: no echo handling needed",
-    )
-    parser.add_argument(
-        "--insecure",
-        action="store_const",
-        const=True,
-        help="allow unencrypted ws:// to another machine",
-    )
+    _add_global_options(parser, sub=False)
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ask = subs.add_parser(
@@ -84,14 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
         "transcript; exit 0 when the response completed.",
     )
     ask.add_argument("input", nargs="?", metavar="INPUT.wav", help="the question, as a WAV file")
-    ask.add_argument("--out", metavar="OUT.wav", help="write the spoken answer here")
+    ask.add_argument(
+        "--out", metavar="OUT.wav", help="write the spoken answer here (only when there is one)"
+    )
     ask.add_argument(
         "--transcript", metavar="OUT.jsonl", help="write every wire event here (audio elided)"
     )
     ask.add_argument("--text-only", action="store_true", help="ask for a text answer only")
     ask.add_argument("--mic", action="store_true", help="record the question from the mic")
     ask.add_argument("--play", action="store_true", help="play the answer on the speaker")
-    _add_connection_options(ask, sub=True)
+    ask.add_argument(
+        "--timeout",
+        metavar="S",
+        type=_seconds,
+        default=60.0,
+        help="--mic: give up (exit 3) when no speech starts within S seconds "
+        "(default 60; 0: wait for ever)",
+    )
 
     serve = subs.add_parser("serve", help="run the local Realtime server (tests, offline demo)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -103,13 +116,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     subs.add_parser("devices", help="list audio devices")
-    subs.add_parser("history", help="list stored sessions, newest first")
+    history = subs.add_parser("history", help="list stored sessions, newest first")
+    history.add_argument("--all", action="store_true", help="list sessions without any turn too")
 
     export = subs.add_parser("export", help="export a stored session")
     export.add_argument("session", metavar="SESSION", help="session id or name (a prefix works)")
     export.add_argument("--format", choices=("md", "json"), default="md", help="output format")
     export.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    for sub in subs.choices.values():
+        _add_global_options(sub, sub=True)
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"expected seconds (0 or more), got {text!r}")
+    return value
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,6 +166,11 @@ def _error(command: str | None, message: str) -> None:
     prefix = f"voicecli {command}" if command else "voicecli"
     line = " ".join(str(message).split())
     sys.stderr.write(f"{prefix}: {line}\n")
+
+
+def _os_error(exc: OSError) -> str:
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 def _setup_logging(debug: bool, command: str | None, data_dir: Path | None) -> Path | None:
@@ -191,48 +222,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-
-
-def _key_available(config: Config, env: Mapping[str, str]) -> bool:
-    """A key could be resolved (without running ``api_key_command`` yet)."""
-    return bool(env.get(config.api_key_env, "").strip()) or bool(config.api_key_command)
-
-
-def _needs_key(config: Config) -> bool:
-    from voicecli.connection import detect_provider
-
-    provider = config.connection.provider
-    if provider == "auto":
-        provider = detect_provider(config.connection.url)
-    return provider in ("openai", "azure")
-
-
-def _with_url(config: Config, url: str) -> Config:
-    return dataclasses.replace(
-        config, connection=dataclasses.replace(config.connection, url=url, provider="auto")
-    )
+    except OSError as exc:  # the last resort: a file or directory, one line
+        _error(command, _os_error(exc))
+        return EXIT_FAILED
 
 
 def _tui(config: Config, args: argparse.Namespace) -> int:
     try:
-        from voicecli.ui.app import run_app
+        from voicecli.ui.app import VoiceApp
+        from voicecli.ui.screens.nokey import NO_KEY_EXIT, NoKeyApp
     except ImportError as exc:
         _error(None, f"the terminal UI is unavailable ({exc})")
         return EXIT_FAILED
-    if args.local:
-        from voicecli.server import BackgroundServer
+    from voicecli.compose import build_ui_engine, endpoint
 
-        # record=False: a long conversation must not pile up every event in memory
-        with BackgroundServer(host="127.0.0.1", port=0, record=False) as srv:
-            return run_app(_with_url(config, srv.url), local=True, debug=args.debug)
-    # a compatible server (such as `voicecli serve`) may need no key at all; OpenAI and
-    # Azure always do, and the UI explains how to set one
-    keyless = not _needs_key(config) and not _key_available(config, os.environ)
-    return run_app(config, local=keyless, debug=args.debug)
+    with endpoint(config, local=args.local) as ep:
+        if ep.key_missing:  # the UI explains how to set one
+            code = NoKeyApp(str(config.api_key_env)).run()
+            return NO_KEY_EXIT if code is None else int(code)
+        built = build_ui_engine(ep)
+        try:
+            app = VoiceApp(built.engine, ep.config, notices=built.notices)
+            if args.debug:
+                app.notify("debug: events are logged; press l for the event log")
+            code = app.run()
+        finally:
+            built.close()
+        return 0 if code is None else int(code)
 
 
 def _ask(config: Config, args: argparse.Namespace) -> int:
-    if not args.local and _needs_key(config) and not _key_available(config, os.environ):
+    from voicecli.compose import key_available, needs_key, run_ask
+
+    if not args.local and needs_key(config) and not key_available(config, os.environ):
         _error(
             "ask",
             f"no API key: set {config.api_key_env} (or connection.api_key_command in the "
@@ -242,9 +264,7 @@ def _ask(config: Config, args: argparse.Namespace) -> int:
     if args.input is None and not args.mic:
         _error("ask", "give INPUT.wav (or --mic)")
         return EXIT_USAGE
-    from voicecli import ask
-
-    return ask.run(config, args)
+    return run_ask(config, args)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -291,10 +311,11 @@ def _field(device: Any, *names: str, default: Any = None) -> Any:
 
 
 def format_devices(found: Sequence[Any]) -> str:
-    """A table of devices (index, in/out channels, default marks, name)."""
+    """A table of devices (index, in/out channels, default sample rate, default marks,
+    name)."""
     if not found:
         return "no audio devices found\n"
-    rows = [("#", "in", "out", "default", "name")]
+    rows = [("#", "in", "out", "rate", "default", "name")]
     for i, dev in enumerate(found):
         index = _field(dev, "index", default=i)
         ins = _field(dev, "max_input_channels", "input_channels", "inputs", default=0)
@@ -308,15 +329,17 @@ def format_devices(found: Sequence[Any]) -> str:
         hostapi = _field(dev, "hostapi", "host_api", default=None)
         if isinstance(hostapi, str) and hostapi:
             name += f" ({hostapi})"
-        rows.append((str(index), str(ins), str(outs), ",".join(marks), name))
-    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        rate = _field(dev, "default_samplerate", "samplerate", default=None)
+        rate_text = f"{float(rate):g}" if isinstance(rate, (int, float)) and rate > 0 else "?"
+        rows.append((str(index), str(ins), str(outs), rate_text, ",".join(marks), name))
+    widths = [max(len(r[c]) for r in rows) for c in range(5)]
     lines = [
         "  ".join(
-            cell.rjust(widths[c]) if c < 3 else cell.ljust(widths[c])
-            for c, cell in enumerate(row[:4])
+            cell.rjust(widths[c]) if c < 4 else cell.ljust(widths[c])
+            for c, cell in enumerate(row[:5])
         )
         + "  "
-        + row[4]
+        + row[5]
         for row in rows
     ]
     return "\n".join(line.rstrip() for line in lines) + "\n"
@@ -329,6 +352,15 @@ def _history(config: Config, args: argparse.Namespace) -> int:
     if not records:
         sys.stdout.write(f"no sessions yet in {config.data_dir / 'sessions'}\n")
         return EXIT_OK
+    if not args.all:  # a session nobody spoke in (opened and quit) is noise
+        empty = sum(1 for r in records if not r.turns)
+        records = [r for r in records if r.turns]
+        if not records:
+            sys.stdout.write(
+                f"no sessions with turns in {config.data_dir / 'sessions'} "
+                f"({empty} without: voicecli history --all)\n"
+            )
+            return EXIT_OK
     rows = [("session", "started", "type", "turns", "first words")]
     for record in records:
         s = summary(record)
@@ -350,8 +382,10 @@ def _export(config: Config, args: argparse.Namespace) -> int:
         _error("export", str(exc))
         return EXIT_FAILED
     if args.out:
-        try:
-            Path(args.out).write_text(text, encoding="utf-8")
+        from voicecli.files import PRIVATE, write_file
+
+        try:  # a conversation: private to the user, like the session logs
+            write_file(args.out, text.encode("utf-8"), new_mode=PRIVATE)
         except OSError as exc:
             _error("export", f"cannot write {args.out}: {exc.strerror or exc}")
             return EXIT_FAILED

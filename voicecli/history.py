@@ -137,6 +137,18 @@ class SessionLog:
         self.close()
 
 
+def open_session_log(
+    data_dir: Path | str, *, kind: str = "session", **header: Any
+) -> tuple[SessionLog | None, str | None]:
+    """A new session log, or None and why, as the one line the UI and ``ask`` both show
+    before going on without a history (a read-only or full data directory)."""
+    try:
+        return SessionLog.create(data_dir, kind=kind, **header), None
+    except OSError as exc:
+        where = exc.filename or Path(data_dir) / SESSIONS_DIR
+        return None, f"no session history ({exc.strerror or exc}: {where}); going on without it"
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -290,12 +302,20 @@ def to_markdown(record: SessionRecord) -> str:
             text = f"`{turn.get('name')}({turn.get('arguments') or ''})`"
         heard = turn.get("heard")
         if heard is not None:
-            text = str(heard).strip()
-            unheard = str(turn.get("unheard") or "").strip()
-            text += " *(interrupted" + (f"; not heard: {unheard}" if unheard else "") + ")*"
+            text = interrupted_markdown(str(heard), str(turn.get("unheard") or ""))
         lines.append(f"**{who}**{when}: {text or '*(no transcript)*'}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def interrupted_markdown(heard: str, unheard: str) -> str:
+    """An assistant turn the user cut off, as Markdown: what was heard, what was not
+    (struck through), and the mark. The one format for ``export`` and the UI's saved
+    transcript."""
+    text = heard.strip()
+    if unheard.strip():
+        text += f" ~~{unheard.strip()}~~"
+    return f"{text} *(interrupted)*".lstrip()
 
 
 def _clock(value: Any) -> str:

@@ -218,28 +218,38 @@ def test_debug_output_never_contains_the_key(tmp_path: Path) -> None:
 def test_local_flag_runs_the_app_inside_a_local_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``voicecli --local``: run_app gets a config pointing at a running local server,
-    local=True, and the server is gone afterwards."""
+    """``voicecli --local``: the composition root hands the app an engine whose config
+    points at a running local server, with no key; the server is gone afterwards."""
+    from voicecli.engine import Engine
     from voicecli.ui import app
 
     seen: dict[str, Any] = {}
 
-    def fake_run_app(config: Config, local: bool, debug: bool) -> int:
-        seen.update(url=config.connection.url, local=local, debug=debug)
+    class FakeApp:
+        def __init__(self, engine: Engine, config: Config, **kwargs: Any) -> None:
+            seen.update(engine=engine, url=config.connection.url, notices=kwargs["notices"])
 
-        async def probe() -> str:
-            async with Connection(config, None) as conn:
-                return str((await anext(aiter(conn)))["type"])
+        def notify(self, text: str) -> None:
+            seen["debug"] = text
 
-        seen["first"] = asyncio.run(probe())
-        return 7
+        def run(self) -> int:
+            config = seen["engine"].config
 
-    monkeypatch.setattr(app, "run_app", fake_run_app)
+            async def probe() -> str:
+                async with Connection(config, None) as conn:
+                    return str((await anext(aiter(conn)))["type"])
+
+            seen["first"] = asyncio.run(probe())
+            return 7
+
+    monkeypatch.setattr(app, "VoiceApp", FakeApp)
     for name, value in private_env(tmp_path).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     assert cli.main(["--local"]) == 7
-    assert seen["local"] is True and seen["debug"] is False
+    assert "debug" not in seen
+    assert seen["engine"]._api_key is None
+    assert seen["engine"].history is not None  # the root opened the session log
     assert seen["first"] == "session.created"
     assert seen["url"].startswith("ws://127.0.0.1:")
 

@@ -15,9 +15,9 @@ import voicecli.audio.sinks
 import voicecli.audio.sources
 import voicecli.server
 from tests.engine.conftest import make_config
-from voicecli import ask
 from voicecli.audio.devices import AudioDeviceError, DeviceNotFound, PortAudioMissing
 from voicecli.audio.sinks import NullSink
+from voicecli.compose import run_ask
 
 
 class PortAudioError(Exception):
@@ -33,6 +33,7 @@ def ask_args(tmp_path: Path, **flags: Any) -> argparse.Namespace:
         "mic": False,
         "play": False,
         "local": True,
+        "timeout": 60.0,
     }
     base.update(flags)
     return argparse.Namespace(**base)
@@ -83,7 +84,7 @@ def test_a_speaker_that_cannot_open_exits_2_with_one_line(
 
     monkeypatch.setattr(voicecli.audio.sinks, "DeviceSink", broken)
     config = make_config("ws://127.0.0.1:9/v1/realtime", tmp_path)
-    code = ask.run(config, ask_args(tmp_path, input=str(speech_wav), play=True))
+    code = run_ask(config, ask_args(tmp_path, input=str(speech_wav), play=True))
     assert code == 2
     line = one_error_line(capsys)
     assert str(error).split()[0] in line
@@ -115,7 +116,7 @@ def test_the_speaker_gets_the_configured_latency_and_is_released_when_it_cannot_
         tmp_path,
         audio={"output_latency": 0.35, "output_device": "speakers"},
     )
-    code = ask.run(config, ask_args(tmp_path, input=str(speech_wav), play=True))
+    code = run_ask(config, ask_args(tmp_path, input=str(speech_wav), play=True))
     assert code == 2
     assert "device busy" in one_error_line(capsys)
     (sink,) = made
@@ -134,7 +135,7 @@ def test_a_missing_microphone_exits_2_before_connecting(
 
     monkeypatch.setattr(voicecli.audio.devices, "find_device", find_device)
     config = make_config("ws://127.0.0.1:9/v1/realtime", tmp_path, audio={"input_device": "usb"})
-    code = ask.run(config, ask_args(tmp_path, mic=True))
+    code = run_ask(config, ask_args(tmp_path, mic=True))
     assert code == 2
     assert "no input device matches 'usb'" in one_error_line(capsys)
 
@@ -172,7 +173,7 @@ def test_a_microphone_that_cannot_open_exits_2_and_local_server_keeps_no_log(
     monkeypatch.setattr(voicecli.audio.devices, "find_device", lambda spec, kind: None)
     monkeypatch.setattr(voicecli.audio.sources, "DeviceSource", BrokenMic)
     config = make_config("ws://127.0.0.1:9/v1/realtime", tmp_path)
-    code = ask.run(config, ask_args(tmp_path, mic=True))
+    code = run_ask(config, ask_args(tmp_path, mic=True))
     assert code == 2
     assert "Device unavailable" in one_error_line(capsys)
     # --local: the same in-process server as `voicecli --local`, without the event log

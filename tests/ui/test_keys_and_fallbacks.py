@@ -11,10 +11,11 @@ from textual.widgets import Input
 
 from tests.ui.test_pilot import SIZE, connected, make_app, make_config, received, until
 from voicecli.audio import devices, sinks
+from voicecli.compose import ui_audio
 from voicecli.config import DEFAULT_KEYS, ConfigError
 from voicecli.engine import Engine
 from voicecli.server import RealtimeServer
-from voicecli.ui.app import ACTIONS, ConnectionBanner, VoiceApp, build_audio
+from voicecli.ui.app import ACTIONS, ConnectionBanner, VoiceApp
 from voicecli.ui.screens.text_input import TextInputScreen
 
 
@@ -88,7 +89,7 @@ async def test_portaudio_missing_shows_a_notice_and_text_mode_works(
 
     monkeypatch.setattr(devices, "find_device", no_portaudio)
     config = make_config(server, tmp_path)
-    source, sink, notices = build_audio(config)
+    source, sink, notices = ui_audio(config)
     assert source is None and sink is None
     assert len(notices) == 1 and "PortAudio is not installed" in notices[0]
     assert "press t" in notices[0]
@@ -127,7 +128,7 @@ async def test_no_default_device_gives_text_mode_and_the_speaker_gets_the_latenc
     monkeypatch.setattr(devices, "find_device", first_device)
     monkeypatch.setattr(sinks, "DeviceSink", BrokenSink)
     config = make_config(server, tmp_path, audio={"output_latency": 0.35, "input_device": "usb"})
-    source, sink, notices = build_audio(config)
+    source, sink, notices = ui_audio(config)
     assert source is None and sink is None
     assert opened == [{"device": None, "latency": 0.35}]
     assert notices == [

@@ -1,4 +1,4 @@
-"""WAV files: read anything common as 24 kHz mono int16, write atomically, and record
+"""WAV files: read anything common as 24 kHz mono int16, write safely, and record
 incrementally so a killed process still leaves a playable file.
 
 Reading parses the RIFF chunks itself (the stdlib ``wave`` module refuses
@@ -8,10 +8,8 @@ bit integer PCM and 32/64-bit float, any rate and channel count.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from voicecli.audio.dsp import SAMPLE_RATE, Int16Array, as_int16, float_to_int16, resample
+from voicecli.files import write_file
 from voicecli.writer import DiskWriter
 
 __all__ = [
@@ -198,25 +197,12 @@ def _pcm_bytes(samples: Int16Array | bytes, channels: int) -> bytes:
 def write_wav(
     path: str | Path, samples: Int16Array | bytes, rate: int = SAMPLE_RATE, channels: int = 1
 ) -> None:
-    """Write 16-bit PCM atomically: a temporary file in the same directory, fsync'd,
-    then renamed over ``path`` (readers never see a half-written file)."""
-    p = Path(path)
+    """Write 16-bit PCM with :func:`voicecli.files.write_file`: a regular file is replaced
+    atomically (readers never see a half-written file; a symlink's target is replaced,
+    not the link), anything else (``/dev/null``, a FIFO, ``/dev/stdout``) written
+    through."""
     pcm = _pcm_bytes(samples, channels)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a WAV is an ordinary file
-        with os.fdopen(fd, "wb") as f:
-            f.write(_header(rate, channels, len(pcm)))
-            f.write(pcm)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_file(path, _header(rate, channels, len(pcm)) + pcm)
 
 
 class WavWriter:

@@ -48,7 +48,7 @@ from voicecli.engine.status import ConnectionState, EngineStatus, TurnMode, next
 from voicecli.engine.supervisor import ROTATE, Backoff, Supervisor
 from voicecli.engine.tasks import reap
 from voicecli.engine.turns import Action, Append, BargeIn, Clear, Commit
-from voicecli.history import SessionLog
+from voicecli.history import SessionLog, open_session_log
 from voicecli.protocol.client_events import ClientEvents, JsonEvent
 from voicecli.protocol.conversation import Conversation
 from voicecli.protocol.notifications import (
@@ -224,8 +224,8 @@ class Engine:
             if self._rotate_timer is not None:
                 self._rotate_timer.cancel()
             await self._playback.close()
-            if self._own_history:
-                self._journal.close()
+            # a history handed in is closed by whoever opened it
+            self._journal.close(history=self._own_history)
             # every turn on disk (and announced: the writer's callbacks run first)
             await self._writer.aclose()
             if not self._fatal:
@@ -332,14 +332,11 @@ class Engine:
         self._refresh_mic()
 
     def _open_history(self) -> None:
-        if not self._own_history or self._journal.history is not None:
-            return
-        try:
-            self._journal.history = SessionLog.create(self.config.data_dir, kind="session")
-        except OSError as exc:
-            self._publish(Notice("error", f"no session history: {exc}"))
-            return
-        if self.config.storage.log_events:
+        if self._own_history and self._journal.history is None:
+            self._journal.history, notice = open_session_log(self.config.data_dir)
+            if notice is not None:
+                self._publish(Notice("error", notice))
+        if self._journal.history is not None and self.config.storage.log_events:
             self._journal.open_events(self._journal.history)
 
     # -- one connection --------------------------------------------------------------

@@ -106,12 +106,15 @@ class Journal:
 
         self._writer.submit(write)
 
-    def close(self) -> None:
-        """Queue the closing of the files after every pending write."""
-        history, self.history = self.history, None
+    def close(self, *, history: bool = True) -> None:
+        """Queue the closing of the files after every pending write (``history`` False:
+        only the event log's; the session log belongs to whoever opened it)."""
+        log = self.history
+        if history:
+            self.history = None
         events, self._events = self._events, None
-        if history is not None:
-            self._writer.submit(history.close)
+        if history and log is not None:
+            self._writer.submit(log.close)
         if events is not None:
             self._writer.submit(events.close)
 

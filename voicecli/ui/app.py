@@ -1,4 +1,5 @@
-"""The voicecli terminal UI: :class:`VoiceApp` and :func:`run_app`.
+"""The voicecli terminal UI: :class:`VoiceApp`, over an engine built by
+:mod:`voicecli.compose` (``voicecli.cli`` runs it).
 
 The engine runs as a Textual async worker on the app's own asyncio loop. Its
 notifications arrive in :meth:`VoiceApp._forward_note`, which only posts Textual
@@ -49,7 +50,6 @@ from voicecli.protocol.notifications import (
     TranscriptFailed,
 )
 from voicecli.ui.messages import EngineNote, EngineStopped, StatusUpdate
-from voicecli.ui.screens.nokey import NO_KEY_EXIT, NoKeyApp
 from voicecli.ui.screens.session_editor import SessionEditor
 from voicecli.ui.screens.text_input import TextInputScreen
 from voicecli.ui.widgets.eventlog import EventLog
@@ -57,8 +57,6 @@ from voicecli.ui.widgets.status import StatusBar
 from voicecli.ui.widgets.transcript import ConversationView, TranscriptView
 
 if TYPE_CHECKING:
-    from voicecli.audio.sinks import AudioSink
-    from voicecli.audio.sources import AudioSource
     from voicecli.config import Config
     from voicecli.session import SessionModel
 
@@ -561,63 +559,3 @@ def _config_keys(config: Config | None) -> dict[str, str]:
     if config is None:
         return {}
     return {str(k): str(v) for k, v in config.keys.items()}
-
-
-def build_audio(config: Config) -> tuple[AudioSource | None, AudioSink | None, list[str]]:
-    """The microphone and speaker, or None with a notice saying why (text mode).
-
-    Never raises for a missing or broken device: the UI must open in text mode anyway.
-    """
-    from voicecli.audio.devices import PortAudioMissing, find_device
-    from voicecli.audio.sinks import DeviceSink
-    from voicecli.audio.sources import DeviceSource
-
-    notices: list[str] = []
-    source: AudioSource | None = None
-    sink: AudioSink | None = None
-    try:
-        source = DeviceSource(find_device(config.audio.input_device, kind="input"))
-    except PortAudioMissing as exc:
-        return None, None, [f"{exc}. Text mode: press t to type."]
-    # sounddevice's own PortAudioError (e.g. "Error querying device -1" when there is
-    # no default device) derives from Exception only, hence the broad catches here.
-    except Exception as exc:
-        notices.append(f"no microphone ({_one_line(exc)}): text mode, press t to type")
-    try:
-        sink = DeviceSink(
-            find_device(config.audio.output_device, kind="output"),
-            latency=config.audio.output_latency,
-        )
-    except Exception as exc:
-        notices.append(f"no speaker ({_one_line(exc)}): replies are shown, not played")
-    return source, sink, notices
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def run_app(config: Config, local: bool, debug: bool) -> int:
-    """Run the UI until the user quits; returns the process exit code.
-
-    ``local``: ``config.connection.url`` already points at a local server the caller
-    started (no API key needed). Without ``local`` and without a key, a screen explains
-    how to set one and the exit code is :data:`NO_KEY_EXIT`.
-    """
-    api_key: str | None = None
-    if not local:
-        from voicecli.secrets import resolve_api_key
-
-        api_key = resolve_api_key(config)
-        if not api_key:
-            code = NoKeyApp(str(config.api_key_env)).run()
-            return NO_KEY_EXIT if code is None else int(code)
-    from voicecli.engine import Engine
-
-    source, sink, notices = build_audio(config)
-    engine = Engine(config, source=source, sink=sink, api_key=api_key)
-    app = VoiceApp(engine, config, notices=notices)
-    if debug:
-        app.notify("debug: events are logged; press l for the event log")
-    code = app.run()
-    return 0 if code is None else int(code)

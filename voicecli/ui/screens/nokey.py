@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 NO_KEY_EXIT = 2
-"""Exit code of :func:`voicecli.ui.app.run_app` when no key was found."""
+"""Exit code of ``voicecli`` when no key was found (the UI explains how to set one)."""
 
 
 def no_key_text(env_name: str) -> Text:

@@ -19,6 +19,8 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from voicecli.history import interrupted_markdown
+
 FRAME_S = 1 / 30
 
 
@@ -236,8 +238,7 @@ def transcript_markdown(items: Iterable[ItemView]) -> str:
         else:
             role = (item.role or "?").capitalize()
             if item.truncated_at_ms is not None and item.role == "assistant":
-                unheard = item.unheard_text.strip()
-                body = item.heard_text + (f" ~~{unheard}~~" if unheard else "")
+                body = interrupted_markdown(item.heard_text, item.unheard_text)
             else:
                 body = item.text or ("_(transcribing)_" if item.transcript_pending else "_(audio)_")
             out += [f"**{role}:** {body}", ""]
