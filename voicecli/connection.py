@@ -6,10 +6,12 @@
   server events as dicts (``async for event in conn``). It is only the socket: what to
   send, in which order and what to drop when the socket stalls is the engine's outbox
   (:mod:`voicecli.protocol.outbox`).
-* Failures are one-line exceptions: :class:`ConnectionFailed` (could not connect),
+* Failures are one-line exceptions, classified once by :mod:`voicecli.protocol.failures`:
+  :class:`ConnectionFailed` (could not connect; ``retriable`` or not),
   :class:`FatalServerError` (the server ended the session for a reason a retry will not
-  fix: bad key, bad model, expired session) and :class:`ConnectionLost` (a drop worth
-  a reconnect). The API key never appears in a URL, repr, log line or exception.
+  fix: bad key, bad model), :class:`SessionExpired` (the session's time is up: rotate)
+  and :class:`ConnectionLost` (a drop worth a reconnect). The API key never appears in
+  a URL, repr, log line or exception.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.version import version as WEBSOCKETS_VERSION
 
 from voicecli import __version__
+from voicecli.aio import timeout
 from voicecli.config import Config, ConnectionConfig
+from voicecli.protocol.failures import Failure, close_failure, error_kind, http_failure
 from voicecli.secrets import RedactingFilter, redact, register_secret
 
 log = logging.getLogger(__name__)
@@ -46,38 +50,27 @@ MALFORMED = "voicecli.malformed_frame"
 
 ResolvedProvider = Literal["openai", "azure", "compatible"]
 
-FATAL_CLOSE_CODES = {3000: "invalid_api_key", 4000: "model_not_found"}
-"""Close codes after which reconnecting with the same settings cannot help."""
-FATAL_ERROR_CODES = frozenset(
-    {
-        "invalid_api_key",
-        "missing_model",
-        "model_not_found",
-        "beta_api_shape_disabled",
-        "session_expired",
-    }
-)
-"""``error`` codes the server sends just before it closes the session."""
-
 
 class ConnectionFailed(Exception):
-    """The connection could not be opened; ``retriable`` says whether trying again
-    later may work (refused, DNS, timeout, HTTP 5xx) or not (bad URL, HTTP 401/403/404,
-    TLS certificate, insecure URL)."""
+    """The connection could not be opened. ``failure`` is the one classification
+    (:mod:`voicecli.protocol.failures`); ``retriable`` says whether trying again later
+    may work (refused, DNS, timeout, HTTP 408/429/5xx) or not (bad URL, HTTP 400/401/
+    403/404 and other 4xx, TLS certificate, insecure URL)."""
 
-    retriable: bool = True
-
-    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+    def __init__(self, message: str, *, retriable: bool = True, failure: Failure | None = None):
         super().__init__(message)
-        if retriable is not None:
-            self.retriable = retriable
+        self.failure = failure or Failure("retry" if retriable else "fatal", message)
+
+    @property
+    def retriable(self) -> bool:
+        return self.failure.retriable
 
 
 class FatalServerError(Exception):
     """The server ended the session for a reason a plain retry will not fix.
 
-    ``code`` is the error code (``invalid_api_key``, ``model_not_found``,
-    ``session_expired``...), ``close_code`` the WebSocket close code when there was one.
+    ``code`` is the error code (``invalid_api_key``, ``model_not_found``...),
+    ``close_code`` the WebSocket close code when there was one.
     """
 
     def __init__(self, message: str, *, code: str | None = None, close_code: int | None = None):
@@ -90,21 +83,28 @@ class ConnectionRejected(ConnectionFailed, FatalServerError):
     """Connecting failed in a way retrying cannot fix (both a :class:`ConnectionFailed`
     and a :class:`FatalServerError`, so reconnect loops stop)."""
 
-    retriable = False
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        Exception.__init__(self, message)
+    def __init__(
+        self, message: str, *, code: str | None = None, failure: Failure | None = None
+    ) -> None:
+        ConnectionFailed.__init__(
+            self, message, failure=failure or Failure("fatal", message, code=code)
+        )
         self.code = code
         self.close_code = None
 
 
-class SessionExpired(FatalServerError):
-    """The session reached the server's time limit (60 minutes): this session is over;
-    a new connection starts a new one (the conversation must be replayed)."""
-
-
 class ConnectionLost(Exception):
     """The connection dropped or the server closed it: worth a reconnect."""
+
+
+class SessionExpired(ConnectionLost):
+    """The session reached the server's time limit (60 minutes): this session is over;
+    a new connection starts a new one (rotate and replay the conversation)."""
+
+    def __init__(self, message: str, *, code: str | None = None, close_code: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.close_code = close_code
 
 
 # --- endpoints --------------------------------------------------------------------------
@@ -224,48 +224,24 @@ def classify_close(
     close_code: int | None,
     last_error: Mapping[str, Any] | None,
     *,
+    close_reason: str = "",
     key_env: str = "OPENAI_API_KEY",
     model: str = "",
 ) -> FatalServerError | ConnectionLost:
-    """The exception for a connection the server closed (or that dropped): fatal for a
-    bad key (close 3000), a bad model (4000), a refused protocol or an expired session;
-    a :class:`ConnectionLost` otherwise. ``last_error`` is the ``error`` object of the
-    last fatal-looking ``error`` event, if any."""
-    code = str((last_error or {}).get("code") or "") or FATAL_CLOSE_CODES.get(close_code or 0)
-    where = f"close {close_code}" if close_code in FATAL_CLOSE_CODES else code
-    if close_code == 3000 or code == "invalid_api_key":
-        return FatalServerError(
-            f"The server rejected the API key ({where}): check {key_env} "
-            "(or connection.api_key_command)",
-            code="invalid_api_key",
-            close_code=close_code,
-        )
-    if close_code == 4000 or code in ("missing_model", "model_not_found"):
-        what = f"the model {model!r}" if model else "the model"
-        return FatalServerError(
-            f"The server rejected {what} ({where}): check connection.model "
-            "(on Azure: the deployment name)",
-            code=code or "model_not_found",
-            close_code=close_code,
-        )
-    if code == "beta_api_shape_disabled":
-        return FatalServerError(
-            "The server refused the beta protocol (beta_api_shape_disabled)",
-            code=code,
-            close_code=close_code,
-        )
-    if code == "session_expired":
-        return SessionExpired(
-            "The session reached its time limit (session_expired): a new connection "
-            "starts a new session",
-            code=code,
-            close_code=close_code,
-        )
-    if close_code is None or close_code == 1006:
-        return ConnectionLost("the connection dropped (no close frame)")
-    if close_code in (1000, 1001):
-        return ConnectionLost(f"the server closed the connection (close {close_code})")
-    return ConnectionLost(f"the server closed the connection with an error (close {close_code})")
+    """The exception for a connection the server closed (or that dropped), as
+    :func:`voicecli.protocol.failures.close_failure` classifies it."""
+    failure = close_failure(
+        close_code,
+        close_reason,
+        last_error,
+        key_hint=f"{key_env} (or connection.api_key_command)",
+        model=model,
+    )
+    if failure.kind == "fatal":
+        return FatalServerError(failure.message, code=failure.code, close_code=close_code)
+    if failure.kind == "expired":
+        return SessionExpired(failure.message, code=failure.code, close_code=close_code)
+    return ConnectionLost(failure.message)
 
 
 # --- the connection ---------------------------------------------------------------------
@@ -351,13 +327,14 @@ class Connection:
             raise self._connect_error(exc) from None
         self._ws = ws
         try:
-            first = await asyncio.wait_for(ws.recv(), self._first_event_timeout)
+            async with timeout(self._first_event_timeout):
+                first = await ws.recv()
         except (asyncio.TimeoutError, TimeoutError):
             return  # a compatible server that waits for the client: fine
         except ConnectionClosed as exc:
             error = self._ended_by(exc)
             await self._shutdown()
-            if isinstance(error, FatalServerError):
+            if isinstance(error, (FatalServerError, SessionExpired)):
                 raise error from None
             raise ConnectionFailed(
                 f"{endpoint.label}: the server closed the connection at once ({error})"
@@ -366,8 +343,9 @@ class Connection:
         if self._note_fatal(event):
             # the close follows right away: report it as the connect failure
             with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                await asyncio.wait_for(ws.wait_closed(), 2.0)
-            error = self._classify(ws.close_code)
+                async with timeout(2.0):
+                    await ws.wait_closed()
+            error = self._classify(ws.close_code, ws.close_reason or "")
             await self._shutdown()
             raise error
         self._pending_first = event
@@ -376,28 +354,19 @@ class Connection:
         ep = self.endpoint
         where = f"{ep.host}:{ep.port}"
         if isinstance(exc, InvalidStatus):
-            status = exc.response.status_code
-            reason = exc.response.reason_phrase
-            if status == 401:
-                return ConnectionRejected(
-                    f"{ep.label}: HTTP 401 {reason}: the server rejected the API key "
-                    f"(check {self._conn.api_key_env} or connection.api_key_command)",
-                    code="http_401",
-                )
-            if status == 403:
-                return ConnectionRejected(
-                    f"{ep.label}: HTTP 403 {reason}: this key may not use this endpoint",
-                    code="http_403",
-                )
-            if status == 404:
-                return ConnectionRejected(
-                    f"no Realtime endpoint at {ep.label} (HTTP 404): check connection.url",
-                    code="http_404",
-                )
-            return ConnectionFailed(
-                f"{ep.label}: the server answered HTTP {status} {reason}",
-                retriable=status >= 500 or status in (408, 429),
+            response = exc.response
+            failure = http_failure(
+                response.status_code,
+                response.reason_phrase,
+                redact(_body_text(response.body), [self.__key or ""]),
+                where=ep.label,
+                provider=ep.provider,
+                key_hint=f"{self._conn.api_key_env} or connection.api_key_command",
+                model=self._conn.model,
             )
+            if failure.retriable:
+                return ConnectionFailed(failure.message, failure=failure)
+            return ConnectionRejected(failure.message, code=failure.code, failure=failure)
         if isinstance(exc, InvalidURI):
             return ConnectionRejected(f"connection.url is not usable: {ep.label}")
         if isinstance(exc, ssl.SSLCertVerificationError):
@@ -501,22 +470,24 @@ class Connection:
         if event.get("type") != "error":
             return False
         error = event.get("error")
-        if isinstance(error, Mapping) and error.get("code") in FATAL_ERROR_CODES:
+        if isinstance(error, Mapping) and error_kind(str(error.get("code") or "")) is not None:
             self._last_fatal_error = dict(error)
             return True
         return False
 
-    def _classify(self, close_code: int | None) -> FatalServerError | ConnectionLost:
+    def _classify(self, close_code: int | None, reason: str) -> FatalServerError | ConnectionLost:
         return classify_close(
             close_code,
             self._last_fatal_error,
+            close_reason=reason,
             key_env=self._conn.api_key_env,
             model=self._conn.model,
         )
 
     def _ended_by(self, exc: ConnectionClosed) -> FatalServerError | ConnectionLost:
         close_code = exc.rcvd.code if exc.rcvd is not None else None
-        error = self._classify(close_code)
+        reason = exc.rcvd.reason if exc.rcvd is not None else ""
+        error = self._classify(close_code, reason)
         self._ended = error
         return error
 
@@ -546,6 +517,10 @@ class Connection:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _body_text(body: bytes | None) -> str:
+    return (body or b"")[:4096].decode("utf-8", "replace")
 
 
 def _websockets_major() -> int:

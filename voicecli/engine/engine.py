@@ -37,7 +37,7 @@ from voicecli.audio.devices import AudioDeviceLost, PortAudioMissing
 from voicecli.audio.sinks import AudioSink, NullSink
 from voicecli.audio.sources import AudioSource
 from voicecli.config import Config
-from voicecli.connection import Connection, ConnectionLost, FatalServerError
+from voicecli.connection import Connection, ConnectionLost, FatalServerError, SessionExpired
 from voicecli.engine.cost import estimate_cost
 from voicecli.engine.eventlog import sanitize
 from voicecli.engine.journal import Journal
@@ -51,6 +51,7 @@ from voicecli.engine.turns import Action, Append, BargeIn, Clear, Commit
 from voicecli.history import SessionLog
 from voicecli.protocol.client_events import ClientEvents, JsonEvent
 from voicecli.protocol.conversation import Conversation
+from voicecli.protocol.failures import error_kind
 from voicecli.protocol.notifications import (
     AudioDelta,
     AudioDone,
@@ -74,10 +75,10 @@ from voicecli.writer import DiskWriter
 
 log = logging.getLogger(__name__)
 
-FATAL_CODES = frozenset(
-    {"invalid_api_key", "missing_model", "model_not_found", "beta_api_shape_disabled"}
-)
-"""Error codes after which the server closes (3000/4000): never retried."""
+MIN_SESSION_S = 10.0
+"""A session renewed after an expiry that expires again sooner than this is retried with
+backoff, not rotated at once (a server whose sessions end at once must not make the
+client spin)."""
 LEVEL_INTERVAL_S = 0.05
 """Mic-level-only status updates are coalesced to at most 20 per second."""
 
@@ -180,6 +181,7 @@ class Engine:
         self._connected = asyncio.Event()
         self._rotate_timer: asyncio.TimerHandle | None = None
         self._resume_response = False
+        self._just_expired = False  # the last connection ended by the session's expiry
         self._fatal = False
 
     # -- public surface --------------------------------------------------------------
@@ -344,6 +346,7 @@ class Engine:
     async def _serve(self, conn: Connection, first: bool) -> str | None:
         """Configure the session, pump until the connection ends; returns why it ended
         (None when closing)."""
+        began = time.monotonic()
         self.session.reconnected()
         self._update_ids.clear()
         self._playback.new_connection()
@@ -380,6 +383,14 @@ class Engine:
                 if isinstance(exc, FatalServerError):
                     self._fail(str(exc))
                     return "fatal"
+                # an expiry is not a loss: a new session; but a new session that
+                # expires at once again backs off (no spinning against such a server)
+                again = self._just_expired and time.monotonic() - began < MIN_SESSION_S
+                self._just_expired = isinstance(exc, SessionExpired)
+                if self._just_expired and not again:
+                    self._forget_cut_response()
+                    self._publish(Notice("info", f"{exc}: renewing"))
+                    return ROTATE
                 if exc is not None:
                     return str(exc) or type(exc).__name__
         return "closed by server"
@@ -458,15 +469,18 @@ class Engine:
             self._journal.log_event("received", sanitized)
             self._publish(EventLogged("received", sanitized))
             notes = self.conversation.apply(event)
+            expired = False
             for note in notes:
                 self._handle(note)
-                if isinstance(note, ServerError) and note.code in FATAL_CODES:
+                kind = error_kind(note.code) if isinstance(note, ServerError) else None
+                if isinstance(note, ServerError) and kind == "fatal":
                     # the server closes right after: retrying cannot help
                     self._fail(f"the server refused the session: {note.message}")
+                expired = expired or kind == "expired"
             if self._fatal:
                 return
-            if any(isinstance(n, ServerError) and n.code == "session_expired" for n in notes):
-                raise ConnectionLost("session expired")
+            if expired:
+                raise SessionExpired("the session reached its time limit", code="session_expired")
         raise ConnectionLost("closed by server")
 
     def _handle(self, note: Notification) -> None:
@@ -578,8 +592,8 @@ class Engine:
         if event_id is not None and event_id in self._update_ids:
             self._update_ids.remove(event_id)
             self.session.update_rejected()
-        if note.code == "session_expired" or note.code in FATAL_CODES:
-            return  # the receiver reconnects, or fails once with its own notice
+        if error_kind(note.code) is not None:
+            return  # the receiver rotates, or fails once with its own notice
         if note.code == "response_cancel_not_active":
             return  # a race with the response ending by itself: harmless
         if refused is not None and note.code == ACTIVE_RESPONSE:

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The live service's words when a session reaches its time limit.
+EXPIRY_TEXT = "Your session hit the maximum duration of 60 minutes."
 #: Audio deltas carry about this much audio each, as the live service sends.
 CHUNK_MS = 100
 MIN_COMMIT_MS = 100
@@ -195,6 +197,11 @@ class RealtimeSession:
             self.closed.set()
 
     async def _expiry_watchdog(self) -> None:
+        """End the session at its time limit the way the live service has been seen to:
+        an ``error`` with code ``session_expired``, then a close 1001 whose reason is
+        "Your session hit the maximum duration of 60 minutes." (the close alone with
+        :attr:`Faults.expire_without_error`; both forms are in
+        ``/work/shared/realtime-protocol.md``)."""
         while True:
             limit = self.faults.expire_after_s
             limit = SESSION_LIFETIME_S if limit is None else limit
@@ -203,14 +210,9 @@ class RealtimeSession:
                 break
             await asyncio.sleep(min(remaining, 0.05))
         with contextlib.suppress(ConnectionClosed):
-            await self.send_error(
-                ProtocolError(
-                    "session_expired",
-                    "Your session hit the maximum duration of 60 minutes.",
-                ),
-                None,
-            )
-            await self.ws.close(1000, "session expired")
+            if not self.faults.expire_without_error:
+                await self.send_error(ProtocolError("session_expired", EXPIRY_TEXT), None)
+            await self.ws.close(1001, EXPIRY_TEXT)
 
     # --- dispatch -----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from voicecli.server.connection import RealtimeSession
+from voicecli.server.errors import handshake_refusal_body
 from voicecli.server.faults import Faults
 from voicecli.server.session_config import model_is_known
 from voicecli.server.synth import new_id
@@ -127,6 +128,12 @@ class RealtimeServer:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if urlsplit(request.path).path.rstrip("/") not in PATHS:
             return connection.respond(HTTPStatus.NOT_FOUND, "Not found: use /v1/realtime\n")
+        refuse = self.faults.refuse_handshake_with
+        if refuse is not None:
+            self.refused += 1
+            response = connection.respond(HTTPStatus(refuse), handshake_refusal_body(refuse))
+            response.headers["Content-Type"] = "application/json"
+            return response
         if self.faults.refuse_connections > 0:
             self.faults.refuse_connections -= 1
             self.refused += 1
