@@ -248,7 +248,7 @@ async def _run(config: Config, args: argparse.Namespace, api_key: str | None) ->
     status = ask.response.status
     if status == "completed" or (status == "cancelled" and ask.interrupted):
         return EXIT_OK
-    reason = f" ({ask.response.reason})" if ask.response.reason else ""
+    reason = f" ({ask.response.why})" if ask.response.why else ""
     raise AskFailed(ask.failure or f"the response ended {status}{reason}")
 
 

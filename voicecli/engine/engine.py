@@ -568,6 +568,12 @@ class Engine:
             not self._playback.is_playing and self._status.response != "cancelled"
         ) or self._status.response == "generating":
             self._set_status(response="idle")
+        if note.status == "failed":  # say why: transcript, status bar, ask, history
+            self._set_status(response_error=note.why or "no reason given")
+            self._publish(Notice("error", f"the response failed: {note.why or 'no reason given'}"))
+            self._journal.log_failure(note)
+        elif note.status == "completed":
+            self._set_status(response_error=None)
         self._maybe_rotate()
 
     def _log_response(self, note: ResponseDone) -> None:

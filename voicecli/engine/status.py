@@ -39,6 +39,9 @@ class EngineStatus:
     """Recent microphone level, 0..1 (dBFS mapped linearly from -60..0)."""
     vad: VadState = "silence"
     response: ResponseState = "idle"
+    response_error: str | None = None
+    """Why the last response failed (``insufficient_quota: ...``); None once one
+    completes."""
     last_latency_ms: float | None = None
     """End of the user's speech to the first assistant sample at the speaker."""
     input_tokens: int = 0

@@ -680,6 +680,28 @@ def _split_text(text: str, parts: int) -> list[str]:
     return out
 
 
+FAILURES: dict[str, tuple[str, str]] = {
+    "insufficient_quota": (
+        "insufficient_quota",
+        "You exceeded your current quota, please check your plan and billing details.",
+    ),
+    "server_error": (
+        "server_error",
+        "The server had an error while processing your request. Sorry about that!",
+    ),
+}
+"""Error code -> (type, message) of a failed response: the OpenAI API's texts for a
+spent quota and an internal error."""
+
+_NO_USAGE: dict[str, Any] = {
+    "total_tokens": 0,
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "input_token_details": {"text_tokens": 0, "audio_tokens": 0, "cached_tokens": 0},
+    "output_token_details": {"text_tokens": 0, "audio_tokens": 0},
+}
+
+
 class Reply:
     """Generates one response, in the live service's exact wire order."""
 
@@ -702,11 +724,14 @@ class Reply:
         self.out_text = ""
         self.status = "completed"
         self.reason: str | None = None
+        self.error: dict[str, str] | None = None
 
     def _response(self, status: str, usage: dict[str, Any] | None) -> dict[str, Any]:
         details: dict[str, Any] | None = None
         if status in ("cancelled", "incomplete"):
             details = {"type": status, "reason": self.reason}
+        if status == "failed":
+            details = {"type": status, "error": self.error}
         return {
             "object": "realtime.response",
             "id": self.resp.id,
@@ -777,6 +802,10 @@ class Reply:
         s = self.s
         await s.inject_malformed()
         await s.send("response.created", response=self._response("in_progress", None))
+        failing = s.faults.fail_responses_with
+        if failing is not None:
+            await self._fail(failing)
+            return
         transcript, audio, source = self._source()
         tool = self._tool_to_call(source)
         if tool is not None:
@@ -798,6 +827,15 @@ class Reply:
                 },
             ],
         )
+
+    async def _fail(self, code: str) -> None:
+        """End ``failed`` before any output, with ``status_details.error = {type, code,
+        message}`` (the shape of the openai SDK's ``RealtimeResponseStatus.Error``; codes
+        and texts as in ``FAILURES``), and no tokens used."""
+        kind, message = FAILURES.get(code, ("server_error", f"The response failed ({code})."))
+        self.status, self.error = "failed", {"type": kind, "code": code, "message": message}
+        self.s.response_finished(0)
+        await self.s.send("response.done", response=self._response("failed", _NO_USAGE))
 
     async def _add_output_item(self, item: Item) -> str | None:
         s = self.s

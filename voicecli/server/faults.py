@@ -37,6 +37,10 @@ class Faults:
     #: cleared. Azure answers 400 ``OperationNotSupported`` for a deployment that cannot
     #: do realtime and 404 ``DeploymentNotFound`` for a wrong deployment name.
     refuse_handshake_with: int | None = None
+    #: End every response ``failed`` with this error code (``insufficient_quota``,
+    #: ``server_error``...) in ``status_details.error``, before any output (see
+    #: ``reply.FAILURES``).
+    fail_responses_with: str | None = None
     #: Stall the next connection that reads or sends: stop reading and sending for S seconds
     #: (the transport is paused, so pings go unanswered). Consumed (reset to 0) when it fires.
     stall_s: float = 0.0

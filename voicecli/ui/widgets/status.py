@@ -69,6 +69,8 @@ def render_status(status: EngineStatus, now: float, started_at: float, ack: str)
         t.append("  │ ")
     t.append("response ")
     t.append(status.response, style=RESPONSE_STYLE.get(status.response, ""))
+    if status.response_error:  # why the last response failed, until one completes
+        t.append(f" (failed: {status.response_error.split(':', 1)[0]})", style="bold red")
     latency = "—" if status.last_latency_ms is None else f"{status.last_latency_ms:.0f} ms"
     t.append(f"  │ latency {latency}")
     t.append(f"  │ tokens {status.input_tokens}↑ {status.output_tokens}↓ ≈ ${status.cost_usd:.4f}")
