@@ -42,7 +42,7 @@ def test_conversation_keeps_why_a_response_failed() -> None:
             },
         }
     )
-    done = [n for n in notes if isinstance(n, ResponseDone)][0]
+    done = next(n for n in notes if isinstance(n, ResponseDone))
     assert done.error is not None and done.error.code == "insufficient_quota"
     assert done.why == "insufficient_quota: You exceeded your current quota."
     assert conv.response_errors["resp_1"] == done.error

@@ -29,8 +29,8 @@ from voicecli.protocol.notifications import (
     SpeechStopped,
     TranscriptDelta,
     TranscriptDone,
-    TranscriptionUsage,
     TranscriptFailed,
+    TranscriptionUsage,
     UnhandledEvent,
 )
 
