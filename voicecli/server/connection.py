@@ -226,7 +226,10 @@ class RealtimeSession:
         if "session" not in event:
             raise missing_parameter("session")
         self.session = merge_session_update(
-            self.session, event["session"], voice_locked=self.assistant_has_audio
+            self.session,
+            event["session"],
+            voice_locked=self.assistant_has_audio,
+            transcription_deployments=self.server.azure_deployments,
         )
         self._configure_vad()
         await self.send("session.updated", session=self.session)

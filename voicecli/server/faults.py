@@ -41,6 +41,9 @@ class Faults:
     #: ``server_error``...) in ``status_details.error``, before any output (see
     #: ``reply.FAILURES``).
     fail_responses_with: str | None = None
+    #: Emulate live models that answer in text only once the history they are given is
+    #: text: audio asked for, but every assistant message in the context is text.
+    text_only_after_text_history: bool = False
     #: Stall the next connection that reads or sends: stop reading and sending for S seconds
     #: (the transport is paused, so pings go unanswered). Consumed (reset to 0) when it fires.
     stall_s: float = 0.0

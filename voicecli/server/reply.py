@@ -269,7 +269,7 @@ class Reply:
             "output_index": 0,
             "content_index": 0,
         }
-        if "audio" in self.modalities:
+        if "audio" in self.modalities and not self._text_only_emulated():
             if audio is None:
                 audio = tone_voice(transcript)
             await s.send(
@@ -291,6 +291,16 @@ class Reply:
             await s.send("response.content_part.done", **ids, part={"type": "text", "text": said})
         item.status = "completed" if self.status == "completed" else "incomplete"
         await self._finish_output_item(item, previous)
+
+    def _text_only_emulated(self) -> bool:
+        """:attr:`Faults.text_only_after_text_history`: answer in text although audio was
+        asked for when every assistant message of the context is text (as a replay
+        after a reconnect sends them). Live models are reported to do this
+        (``/work/shared/realtime-protocol.md``; issue 13.6)."""
+        if not self.s.faults.text_only_after_text_history:
+            return False
+        said = [i for i in self.context if i.type == "message" and i.role == "assistant"]
+        return bool(said) and all(i.audio is None for i in said)
 
     async def _stream_audio(
         self, item: Item, ids: dict[str, Any], transcript: str, audio: Pcm

@@ -60,8 +60,12 @@ class RealtimeServer:
         *,
         pace: float = 5.0,
         record: bool = True,
+        azure_deployments: tuple[str, ...] | None = None,
     ) -> None:
         self.host = host
+        self.azure_deployments = azure_deployments
+        """Azure mode: the transcription deployments that exist (a transcription model
+        must be one of them, as on Azure OpenAI); None: OpenAI mode, any model."""
         self._port = port
         self._api_key = api_key
         self.faults = faults if faults is not None else Faults()
@@ -289,11 +293,20 @@ class BackgroundServer:
         self.close()
 
 
-def serve_forever(host: str = "127.0.0.1", port: int = 8765, api_key: str | None = None) -> int:
-    """Run the server until Ctrl+C or SIGTERM (``voicecli serve``). Returns an exit code."""
+def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    api_key: str | None = None,
+    *,
+    azure_deployments: tuple[str, ...] | None = None,
+) -> int:
+    """Run the server until Ctrl+C or SIGTERM (``voicecli serve``; ``--azure`` gives
+    ``azure_deployments``). Returns an exit code."""
 
     async def main() -> int:
-        server = RealtimeServer(host, port, api_key, record=False)
+        server = RealtimeServer(
+            host, port, api_key, record=False, azure_deployments=azure_deployments
+        )
         try:
             await server.start()
         except ServerStartError as exc:
