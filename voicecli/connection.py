@@ -21,12 +21,13 @@ import contextlib
 import ipaddress
 import json
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection
@@ -36,7 +37,8 @@ from websockets.version import version as WEBSOCKETS_VERSION
 
 from voicecli import __version__
 from voicecli.aio import timeout
-from voicecli.config import Config, ConnectionConfig
+from voicecli.config import AuthMode, Config, ConnectionConfig, ResolvedProvider
+from voicecli.config import detect_provider as detect_provider  # re-exported
 from voicecli.protocol.failures import Failure, close_failure, error_kind, http_failure
 from voicecli.secrets import RedactingFilter, redact, register_secret
 
@@ -47,8 +49,6 @@ _ws_log.addFilter(RedactingFilter())
 
 MAX_FRAME = 32 * 1024 * 1024  # one append may carry 15 MiB of audio (20 MiB of base64)
 MALFORMED = "voicecli.malformed_frame"
-
-ResolvedProvider = Literal["openai", "azure", "compatible"]
 
 
 class ConnectionFailed(Exception):
@@ -138,17 +138,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def detect_provider(url: str) -> ResolvedProvider:
-    """``openai`` for api.openai.com, ``azure`` for ``*.openai.azure.com`` (and
-    ``*.cognitiveservices.azure.com``), ``compatible`` otherwise."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "api.openai.com":
-        return "openai"
-    if host.endswith((".openai.azure.com", ".cognitiveservices.azure.com")):
-        return "azure"
-    return "compatible"
-
-
 _SECRET_PARAMS = ("key", "token", "secret", "password", "sig")
 
 
@@ -162,7 +151,7 @@ def build_endpoint(conn: ConnectionConfig) -> Endpoint:
     scheme = {"https": "wss", "http": "ws"}.get(parts.scheme.lower(), parts.scheme.lower())
     if scheme not in ("ws", "wss") or not parts.hostname:
         raise ConnectionRejected(f"connection.url is not a WebSocket URL: {_safe_url(raw)}")
-    provider: ResolvedProvider = detect_provider(raw) if conn.provider == "auto" else conn.provider
+    provider: ResolvedProvider = conn.resolved_provider
     path = parts.path
     if provider == "azure" and path.rstrip("/") in ("", "/openai", "/openai/v1"):
         path = "/openai/v1/realtime"
@@ -207,14 +196,49 @@ def _safe_url(url: str) -> str:
         return "(unparsable URL)"
 
 
-def auth_headers(endpoint: Endpoint, api_key: str | None) -> dict[str, str]:
-    """Azure: ``api-key: KEY``; everyone else: ``Authorization: Bearer KEY``. None: no
-    auth header (a local server)."""
+def auth_headers(
+    endpoint: Endpoint, api_key: str | None, auth: AuthMode = "auto"
+) -> dict[str, str]:
+    """The header carrying ``api_key`` (None: none, a local server). ``auth`` ``auto``:
+    ``Authorization: Bearer``, except on Azure, where a key is sent as ``api-key`` and
+    an Entra ID token (JWT-shaped) as Bearer."""
     if not api_key:
         return {}
-    if endpoint.provider == "azure":
+    if auth == "auto":
+        bearer = endpoint.provider != "azure" or looks_like_jwt(api_key)
+        auth = "bearer" if bearer else "api-key"
+    if auth == "api-key":
         return {"api-key": api_key}
     return {"Authorization": f"Bearer {api_key}"}
+
+
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def looks_like_jwt(key: str) -> bool:
+    """Whether ``key`` has a JWT's shape (three base64url parts, the first a JSON
+    header), as Entra ID access tokens do; Azure API keys are 32+ hex or base62
+    characters without dots."""
+    return _JWT.fullmatch(key.strip()) is not None
+
+
+PREVIEW_NOTICE = (
+    "connection.url uses the retired preview path (/openai/realtime?api-version=…&"
+    "deployment=…): use the GA path, https://RESOURCE.openai.azure.com/openai/v1/realtime "
+    "with connection.model = your deployment"
+)
+"""Told once when the URL is Azure's preview shape."""
+
+
+def preview_notice(endpoint: Endpoint) -> str | None:
+    """:data:`PREVIEW_NOTICE` when ``endpoint`` is Azure's retired preview URL."""
+    parts = urlsplit(endpoint.url)
+    keys = {k for k, _ in parse_qsl(parts.query)}
+    if parts.path.rstrip("/").endswith("/openai/realtime") and (
+        "api-version" in keys or "deployment" in keys
+    ):
+        return PREVIEW_NOTICE
+    return None
 
 
 # --- close classification ---------------------------------------------------------------
@@ -308,7 +332,7 @@ class Connection:
         if self._ws is not None:
             raise RuntimeError("already connected")
         endpoint = self.endpoint
-        headers = auth_headers(endpoint, self.__key)
+        headers = auth_headers(endpoint, self.__key, self._conn.auth)
         kwargs: dict[str, Any] = {
             "additional_headers": headers,
             "open_timeout": self._open_timeout,

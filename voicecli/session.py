@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from voicecli.config import Config, TurnMode
@@ -45,6 +46,64 @@ _KNOBS: dict[str, tuple[str, ...]] = {
 
 
 _UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """What a refused ``session.update`` means: the ``field`` the server named (dotted,
+    None: not known) and the rest of the update to send again (None: nothing)."""
+
+    field: str | None
+    resend: dict[str, Any] | None
+
+
+_WHOLE = ("turn_detection", "transcription", "noise_reduction", "format", "tracing", "prompt")
+"""Objects sent and refused as a whole: a field inside one names the object."""
+
+
+def field_path(param: str | None) -> list[str]:
+    """The session field an ``error.param`` names: ``session.audio.input.transcription
+    .model`` -> ``[audio, input, transcription]`` (cut at a whole object),
+    ``session.tools[0].name`` -> ``[tools]``."""
+    if not param:
+        return []
+    parts = param.split(".")
+    if parts[0] == "session":
+        parts = parts[1:]
+    out: list[str] = []
+    for part in parts:
+        name = part.split("[", 1)[0]
+        if not name:
+            break
+        out.append(name)
+        if name in _WHOLE or "[" in part:
+            break
+    return out
+
+
+def _has(data: Mapping[str, Any], path: Sequence[str]) -> bool:
+    node: Any = data
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _without(data: Mapping[str, Any], path: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``data`` without ``path``, and without the mappings that leaves empty."""
+    out = copy.deepcopy(dict(data))
+    if len(path) == 1:
+        out.pop(path[0], None)
+        return out
+    child = out.get(path[0])
+    if isinstance(child, Mapping):
+        rest = _without(child, path[1:])
+        if rest:
+            out[path[0]] = rest
+        else:
+            del out[path[0]]
+    return out
 
 
 class SessionShapeError(ValueError):
@@ -175,8 +234,8 @@ class SessionModel:
         self._base = deep_merge(self._base, wanted)
         if transcription is not _UNSET and transcription != self.transcription:
             self._base["audio"]["input"]["transcription"] = transcription
-            update.setdefault("audio", {}).setdefault("input", {})["transcription"] = (
-                copy.deepcopy(transcription)
+            update.setdefault("audio", {}).setdefault("input", {})["transcription"] = copy.deepcopy(
+                transcription
             )
         if tools is not None and list(tools) != self._tools:
             update.update(self.set_tools(tools))
@@ -234,9 +293,31 @@ class SessionModel:
         """A ``session.update`` went out; its answer is pending."""
         self._updates_in_flight += 1
 
-    def update_rejected(self) -> None:
-        """The server refused one of our updates (its ``error`` names the event)."""
+    def update_rejected(
+        self, update: Mapping[str, Any] | None = None, param: str | None = None
+    ) -> Rejection:
+        """The server refused one of our updates (its ``error`` names the event), and
+        with it every field of that update. ``param`` is the error's ``param``
+        (``session.audio.output.voice``): that field is dropped from the wanted session
+        (so no reconnect sends it again) and the rest of ``update`` comes back to be
+        re-sent, so one bad field never loses the others. Without a ``param`` that names
+        a field of ``update``, nothing is re-sent."""
         self._updates_in_flight = max(0, self._updates_in_flight - 1)
+        path = field_path(param)
+        if update is None or not path or not _has(update, path):
+            return Rejection(".".join(path) if path else None, None)
+        self._drop(path)
+        rest = _without(update, path)
+        rest.pop("type", None)
+        return Rejection(".".join(path), rest or None)
+
+    def _drop(self, path: Sequence[str]) -> None:
+        if path[0] == "tools" or path[0] == "tool_choice":
+            self._tools = []
+            return
+        if path[:3] == ["audio", "input", "turn_detection"]:
+            return  # the server kept its own: session.updated makes the client follow it
+        self._base = _without(self._base, path)
 
     def reconnected(self) -> None:
         """A new server session: nothing is pending there."""

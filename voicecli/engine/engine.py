@@ -149,7 +149,8 @@ class Engine:
         )
         self._outbox_ready = asyncio.Event()
         self._outbox_drained = asyncio.Event()
-        self._update_ids: list[str] = []  # session.updates sent, oldest first, unanswered
+        # session.updates sent and unanswered, oldest first: event_id -> its session
+        self._updates: dict[str, Mapping[str, Any]] = {}
         self._mic = MicPipeline(config, self.session.turn_mode, max_turns=max_turns)
         self._writer = DiskWriter()
         self._journal = Journal(self.conversation, self._writer, self._publish)
@@ -348,7 +349,7 @@ class Engine:
         (None when closing)."""
         began = time.monotonic()
         self.session.reconnected()
-        self._update_ids.clear()
+        self._updates.clear()
         self._playback.new_connection()
         self._outbox.reconnect(
             self.session.payload(), self.conversation, resume_response=self._resume_response
@@ -454,7 +455,7 @@ class Engine:
             self._outbox.sent(event)
             if event.get("type") == "session.update":
                 self.session.update_sent()
-                self._update_ids.append(str(event.get("event_id")))
+                self._updates[str(event.get("event_id"))] = event.get("session") or {}
             if self._outbox.drained_enough:
                 self._outbox_drained.set()
             sanitized = sanitize(event, self._secrets)
@@ -542,8 +543,8 @@ class Engine:
                 self._journal.log(item.id)
 
     def _on_session_updated(self, session: Mapping[str, Any]) -> None:
-        if self._update_ids:
-            del self._update_ids[0]  # the server answers updates in order
+        if self._updates:
+            del self._updates[next(iter(self._updates))]  # answered in order
         follow = self.session.session_updated(session)
         if follow is not None:
             self._follow_turn_mode()
@@ -595,9 +596,15 @@ class Engine:
         item_id = self._playback.rejected(event_id)
         if item_id is not None:
             self._journal.flush_item(item_id)
-        if event_id is not None and event_id in self._update_ids:
-            self._update_ids.remove(event_id)
-            self.session.update_rejected()
+        if event_id is not None and event_id in self._updates:
+            # one bad field must not lose the others: name it, send the rest again
+            rejected = self.session.update_rejected(self._updates.pop(event_id), note.param)
+            if rejected.resend is not None:
+                self._send_update(rejected.resend)
+            what = f"session.{rejected.field}" if rejected.field else "the session update"
+            again = "; the other settings are sent again" if rejected.resend else ""
+            self._publish(Notice("error", f"the server refused {what}: {note.message}{again}"))
+            return
         if error_kind(note.code) is not None:
             return  # the receiver rotates, or fails once with its own notice
         if note.code == "response_cancel_not_active":

@@ -168,7 +168,6 @@ class Journal:
 
         self._writer.submit(lambda: history.append_turn(record), written)
 
-
     def log_failure(self, done: ResponseDone) -> None:
         """A response that failed: a ``note`` record says why (it may have no turn)."""
         history = self.history

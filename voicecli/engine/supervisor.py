@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from voicecli.connection import Connection, ConnectionFailed, FatalServerError
+from voicecli.connection import Connection, ConnectionFailed, FatalServerError, preview_notice
 from voicecli.engine.status import ConnectionState
 from voicecli.engine.tasks import reap
 
@@ -150,6 +150,8 @@ class Supervisor:
                 if attempt == 1:  # once per outage, not once per attempt
                     self._warn(f"connection failed: {exc}")
                 continue
+            if first and (notice := preview_notice(conn.endpoint)) is not None:
+                self._warn(notice)  # once: the first connection only
             self.connection = conn
             attempt = 0
             self._retry_now.clear()  # asked while the attempt was already succeeding
