@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -37,8 +38,14 @@ from voicecli.audio.devices import AudioDeviceLost, PortAudioMissing
 from voicecli.audio.sinks import AudioSink, NullSink
 from voicecli.audio.sources import AudioSource
 from voicecli.config import Config
-from voicecli.connection import Connection, ConnectionLost, FatalServerError, SessionExpired
-from voicecli.engine.cost import estimate_cost
+from voicecli.connection import (
+    Connection,
+    ConnectionLost,
+    FatalServerError,
+    SessionExpired,
+    is_loopback,
+)
+from voicecli.engine.cost import CostMeter
 from voicecli.engine.eventlog import sanitize
 from voicecli.engine.journal import Journal
 from voicecli.engine.mic import MicPipeline
@@ -143,6 +150,9 @@ class Engine:
             mic="off",
         )
         self._last_level_publish = 0.0
+        host = urlsplit(str(config.connection.url)).hostname or ""
+        self._cost = CostMeter(config.connection.model, free=is_loopback(host))
+        self._status = replace(self._status, cost_usd=self._cost.cost_usd)
 
         self._outbox = Outbox(
             self._ev, max_backlog_ms=float(config.audio.max_backlog_s) * 1000.0, live=self._live
@@ -515,6 +525,9 @@ class Engine:
             self._outbox.confirm("conversation.item.create", note.item_id)
             after.append(lambda: self._on_item_added(note.item_id))
         elif isinstance(note, (TranscriptDone, TranscriptFailed)):
+            if isinstance(note, TranscriptDone) and note.usage is not None:
+                model = (self.session.transcription or {}).get("model")
+                self._set_status(**self._cost.add_transcription(note.usage, model))
             item = self.conversation.item(note.item_id)
             if item is not None and item.role == "user":
                 after.append(lambda: self._journal.log(note.item_id))
@@ -558,13 +571,8 @@ class Engine:
     def _on_response_done(self, note: ResponseDone) -> None:
         self._outbox.response_done()
         self._playback.response_done(note.response_id)
-        usage = note.usage
-        if usage is not None:
-            self._set_status(
-                input_tokens=self._status.input_tokens + usage.input_tokens,
-                output_tokens=self._status.output_tokens + usage.output_tokens,
-                cost_usd=self._status.cost_usd + estimate_cost(usage),
-            )
+        if note.usage is not None:
+            self._set_status(**self._cost.add_response(note.usage))
         if (
             not self._playback.is_playing and self._status.response != "cancelled"
         ) or self._status.response == "generating":

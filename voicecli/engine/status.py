@@ -46,8 +46,12 @@ class EngineStatus:
     """End of the user's speech to the first assistant sample at the speaker."""
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
-    """Estimate from :data:`voicecli.engine.cost.PRICES_PER_MILLION`."""
+    cost_usd: float | None = 0.0
+    """USD from :mod:`voicecli.engine.cost`'s price table; None: no price (a model the
+    table does not know, or a server on this machine)."""
+    transcription_tokens: int = 0
+    transcription_usd: float | None = None
+    """Input transcription, billed apart (None: nothing priced)."""
     expires_at: float | None = None
     overflows: int = 0
     """Input device overflows reported by the audio source."""

@@ -37,8 +37,10 @@ from voicecli.server.session_config import (
 from voicecli.server.synth import (
     SAMPLES_PER_MS,
     Pcm,
+    input_audio_tokens,
     new_id,
     obfuscation,
+    text_tokens,
 )
 from voicecli.server.vad import SEMANTIC_SILENCE_MS, EnergyVad, SpeechStarted
 
@@ -410,8 +412,24 @@ class RealtimeSession:
             item_id=item.id,
             content_index=0,
             transcript=transcript,
-            usage={"type": "duration", "seconds": round(seconds, 3)},
+            usage=self._transcription_usage(seconds, transcript),
         )
+
+    def _transcription_usage(self, seconds: float, transcript: str) -> dict[str, Any]:
+        """What the live service reports: tokens for the gpt-4o transcribe models (audio
+        input at 10 tokens/s, the transcript's text as output), seconds for whisper-1
+        (the SDK's ``UsageTranscriptTextUsageTokens`` / ``...Duration``)."""
+        model = str((self.session["audio"]["input"].get("transcription") or {}).get("model"))
+        if model.startswith("whisper"):
+            return {"type": "duration", "seconds": round(seconds, 3)}
+        audio, out = input_audio_tokens(seconds * 1000), text_tokens(transcript)
+        return {
+            "type": "tokens",
+            "input_tokens": audio,
+            "input_token_details": {"audio_tokens": audio, "text_tokens": 0},
+            "output_tokens": out,
+            "total_tokens": audio + out,
+        }
 
     # --- conversation items -------------------------------------------------------------
 
