@@ -49,6 +49,7 @@ from voicecli.engine.cost import CostMeter
 from voicecli.engine.eventlog import sanitize
 from voicecli.engine.journal import Journal
 from voicecli.engine.mic import MicPipeline
+from voicecli.engine.modality import SpokenCheck
 from voicecli.engine.notifications import ConnectionChanged, EventLogged, Notice, StatusChanged
 from voicecli.engine.playback import PlaybackTracker
 from voicecli.engine.status import ConnectionState, EngineStatus, TurnMode, next_turn_mode
@@ -193,6 +194,7 @@ class Engine:
         self._rotate_timer: asyncio.TimerHandle | None = None
         self._resume_response = False
         self._just_expired = False  # the last connection ended by the session's expiry
+        self._spoken = SpokenCheck()
         self._fatal = False
 
     # -- public surface --------------------------------------------------------------
@@ -583,6 +585,8 @@ class Engine:
             self._journal.log_failure(note)
         elif note.status == "completed":
             self._set_status(response_error=None)
+            if (text_only := self._spoken.check(self.conversation, note.response_id)) is not None:
+                self._publish(Notice("warning", text_only))
         self._maybe_rotate()
 
     def _log_response(self, note: ResponseDone) -> None:

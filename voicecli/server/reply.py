@@ -299,7 +299,13 @@ class Reply:
         (``/work/shared/realtime-protocol.md``; issue 13.6)."""
         if not self.s.faults.text_only_after_text_history:
             return False
-        said = [i for i in self.context if i.type == "message" and i.role == "assistant"]
+        said = [
+            i
+            for i in self.context
+            if i.type == "message"
+            and i.role == "assistant"
+            and not any(i is o for o in self.output)  # not the answer being made
+        ]
         return bool(said) and all(i.audio is None for i in said)
 
     async def _stream_audio(
