@@ -10,7 +10,7 @@ from tests.engine.conftest import FAST, Recorder, started, stop
 from voicecli.audio.sinks import NullSink
 from voicecli.config import Config
 from voicecli.engine import ConnectionChanged, Engine, Notice
-from voicecli.engine.modality import TEXT_ONLY_NOTICE
+from voicecli.engine.outcome import TEXT_ONLY_NOTICE
 from voicecli.protocol.notifications import ResponseDone
 from voicecli.server import RealtimeServer
 

@@ -49,8 +49,8 @@ from voicecli.engine.cost import CostMeter
 from voicecli.engine.eventlog import sanitize
 from voicecli.engine.journal import Journal
 from voicecli.engine.mic import MicPipeline
-from voicecli.engine.modality import SpokenCheck
 from voicecli.engine.notifications import ConnectionChanged, EventLogged, Notice, StatusChanged
+from voicecli.engine.outcome import Outcomes
 from voicecli.engine.playback import PlaybackTracker
 from voicecli.engine.status import ConnectionState, EngineStatus, TurnMode, next_turn_mode
 from voicecli.engine.supervisor import ROTATE, Backoff, Supervisor
@@ -194,7 +194,7 @@ class Engine:
         self._rotate_timer: asyncio.TimerHandle | None = None
         self._resume_response = False
         self._just_expired = False  # the last connection ended by the session's expiry
-        self._spoken = SpokenCheck()
+        self._outcomes = Outcomes(self.conversation, self._journal, self._publish, self._set_status)
         self._fatal = False
 
     # -- public surface --------------------------------------------------------------
@@ -579,14 +579,7 @@ class Engine:
             not self._playback.is_playing and self._status.response != "cancelled"
         ) or self._status.response == "generating":
             self._set_status(response="idle")
-        if note.status == "failed":  # say why: transcript, status bar, ask, history
-            self._set_status(response_error=note.why or "no reason given")
-            self._publish(Notice("error", f"the response failed: {note.why or 'no reason given'}"))
-            self._journal.log_failure(note)
-        elif note.status == "completed":
-            self._set_status(response_error=None)
-            if (text_only := self._spoken.check(self.conversation, note.response_id)) is not None:
-                self._publish(Notice("warning", text_only))
+        self._outcomes.response_done(note)  # why it failed; answers that came as text
         self._maybe_rotate()
 
     def _log_response(self, note: ResponseDone) -> None:
