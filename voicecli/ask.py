@@ -480,5 +480,5 @@ async def run(
     if status == "completed" or (status == "cancelled" and ask.interrupted):
         _write_answer(files, ask)
         return EXIT_OK
-    reason_ = f" ({ask.response.reason})" if ask.response.reason else ""
+    reason_ = f" ({ask.response.why})" if ask.response.why else ""
     raise AskFailed(ask.failure or f"the response ended {status}{reason_}")

@@ -110,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8765, help="port to listen on")
     serve.add_argument(
+        "--azure",
+        action="store_true",
+        help="behave like Azure OpenAI: transcription models must be deployments",
+    )
+    serve.add_argument(
+        "--transcription-deployment",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --azure: a transcription deployment that exists (repeatable)",
+    )
+    serve.add_argument(
         "--api-key-env",
         metavar="NAME",
         help="require clients to present the key held in this environment variable",
@@ -280,7 +292,8 @@ def _serve(args: argparse.Namespace) -> int:
     _setup_logging(args.debug, "serve", None)
     from voicecli.server import serve_forever
 
-    return serve_forever(args.host, args.port, api_key=api_key)
+    deployments = tuple(args.transcription_deployment) if args.azure else None
+    return serve_forever(args.host, args.port, api_key=api_key, azure_deployments=deployments)
 
 
 def _devices(config: Config, args: argparse.Namespace) -> int:

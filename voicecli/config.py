@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -33,6 +34,19 @@ DEFAULT_URL = "wss://api.openai.com/v1/realtime"
 DEFAULT_MODEL = "gpt-realtime"
 
 Provider = Literal["auto", "openai", "azure", "compatible"]
+ResolvedProvider = Literal["openai", "azure", "compatible"]
+AuthMode = Literal["auto", "api-key", "bearer"]
+AZURE_HOST_SUFFIXES = (
+    ".openai.azure.com",
+    ".services.ai.azure.com",
+    ".cognitiveservices.azure.com",
+)
+"""Hosts of Azure OpenAI resources (classic, AI Foundry, Cognitive Services)."""
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+"""The voices of the Realtime API (GA). A session.update with another voice is rejected
+as a whole, so an unknown voice fails the config check instead."""
+AUTO_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
+"""What ``session.transcription.model = "auto"`` means outside Azure."""
 TurnMode = Literal["local-vad", "push-to-talk", "server-vad", "semantic-vad"]
 EchoMode = Literal["guard", "half-duplex", "off"]
 TURN_MODES: tuple[TurnMode, ...] = ("local-vad", "push-to-talk", "server-vad", "semantic-vad")
@@ -71,7 +85,8 @@ class ConnectionConfig:
     """Model (OpenAI) or deployment name (Azure), sent as ``?model=``."""
     provider: Provider = "auto"
     """``auto`` guesses from the URL host; ``openai`` (Bearer header), ``azure``
-    (``api-key`` header, ``/openai/v1/realtime`` path) or ``compatible`` (Bearer)."""
+    (``api-key`` header or an Entra ID token as Bearer, ``/openai/v1/realtime`` path) or
+    ``compatible`` (Bearer)."""
     insecure: bool = False
     """Allow unencrypted ``ws://`` to a host other than this machine."""
     api_key_env: str = field(default="OPENAI_API_KEY", metadata=_meta(kind="env_name"))
@@ -79,6 +94,26 @@ class ConnectionConfig:
     api_key_command: str | None = None
     """Command printing the API key on stdout (e.g. ``pass show openai``); used when the
     environment variable is unset. Run without a shell, 10 s timeout."""
+    auth: AuthMode = "auto"
+    """How the key is sent: ``api-key`` header, ``Authorization: Bearer``, or ``auto``:
+    Bearer, except on Azure, where only a JWT-shaped key (an Entra ID token) is Bearer."""
+
+    @property
+    def resolved_provider(self) -> ResolvedProvider:
+        """``provider``, or for ``auto`` what the URL's host says: ``openai`` for
+        api.openai.com, ``azure`` for the :data:`AZURE_HOST_SUFFIXES`, else
+        ``compatible``."""
+        return detect_provider(self.url) if self.provider == "auto" else self.provider
+
+
+def detect_provider(url: str) -> ResolvedProvider:
+    """The provider a URL's host names (see :attr:`ConnectionConfig.resolved_provider`)."""
+    host = (urlsplit(url.strip()).hostname or "").lower()
+    if host == "api.openai.com":
+        return "openai"
+    if host.endswith(AZURE_HOST_SUFFIXES):
+        return "azure"
+    return "compatible"
 
 
 @dataclass(frozen=True)
@@ -119,8 +154,11 @@ class TurnDetection(Mapping[str, Any]):
 class Transcription:
     """``[session.transcription]``: transcription of the user's speech."""
 
-    model: str | None = "gpt-4o-mini-transcribe"
-    """Transcription model, or "none" to turn transcription off."""
+    model: str | None = "auto"
+    """Transcription model, or "none" to turn transcription off. ``auto``:
+    gpt-4o-mini-transcribe, except on Azure, where the model must be the name of a
+    transcription *deployment* of the resource (an unknown one makes Azure reject the
+    whole session update): off there unless set."""
     language: str | None = None
     """ISO-639-1 language hint (``en``, ``fr``...), or none to auto-detect."""
 
@@ -131,7 +169,7 @@ class SessionConfig:
 
     instructions: str | None = None
     """System instructions for the model (none: the server's default)."""
-    voice: str = field(default="marin", metadata=_meta(nonempty=True))
+    voice: str = field(default="marin", metadata=_meta(kind="voice"))
     """Output voice: alloy, ash, ballad, coral, echo, sage, shimmer, verse, marin, cedar.
     Cannot change once the assistant has spoken in a session."""
     output_modalities: tuple[str, ...] = field(
@@ -743,6 +781,10 @@ def _coerce_one(value: Any, option: Any, meta: Mapping[str, Any], kind: Any) -> 
             _check_url(value)
         elif kind == "env_name" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
             raise _Bad
+        if kind == "voice":
+            if value.strip().lower() not in VOICES:
+                raise _Bad
+            return value.strip().lower()
         return value
     if option is Path:
         if not isinstance(value, (str, Path)) or not str(value).strip():
@@ -786,6 +828,8 @@ def _describe(option: Any, meta: Mapping[str, Any], kind: Any) -> str:
         return "the NAME of an environment variable (like OPENAI_API_KEY), not the key itself"
     if kind == "modalities":
         return '["audio"] or ["text"]'
+    if kind == "voice":
+        return "a voice the Realtime API knows: " + ", ".join(VOICES)
     if option is Path:
         return "a file or directory path"
     if option is str:

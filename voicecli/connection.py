@@ -6,10 +6,12 @@
   server events as dicts (``async for event in conn``). It is only the socket: what to
   send, in which order and what to drop when the socket stalls is the engine's outbox
   (:mod:`voicecli.protocol.outbox`).
-* Failures are one-line exceptions: :class:`ConnectionFailed` (could not connect),
+* Failures are one-line exceptions, classified once by :mod:`voicecli.protocol.failures`:
+  :class:`ConnectionFailed` (could not connect; ``retriable`` or not),
   :class:`FatalServerError` (the server ended the session for a reason a retry will not
-  fix: bad key, bad model, expired session) and :class:`ConnectionLost` (a drop worth
-  a reconnect). The API key never appears in a URL, repr, log line or exception.
+  fix: bad key, bad model), :class:`SessionExpired` (the session's time is up: rotate)
+  and :class:`ConnectionLost` (a drop worth a reconnect). The API key never appears in
+  a URL, repr, log line or exception.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import contextlib
 import ipaddress
 import json
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection
@@ -32,8 +35,11 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.version import version as WEBSOCKETS_VERSION
 
-from voicecli import __version__, aio
-from voicecli.config import Config, ConnectionConfig
+from voicecli import __version__
+from voicecli.aio import timeout
+from voicecli.config import AuthMode, Config, ConnectionConfig, ResolvedProvider
+from voicecli.config import detect_provider as detect_provider  # re-exported
+from voicecli.protocol.failures import Failure, close_failure, error_kind, http_failure
 from voicecli.secrets import RedactingFilter, redact, register_secret
 
 log = logging.getLogger(__name__)
@@ -44,40 +50,27 @@ _ws_log.addFilter(RedactingFilter())
 MAX_FRAME = 32 * 1024 * 1024  # one append may carry 15 MiB of audio (20 MiB of base64)
 MALFORMED = "voicecli.malformed_frame"
 
-ResolvedProvider = Literal["openai", "azure", "compatible"]
-
-FATAL_CLOSE_CODES = {3000: "invalid_api_key", 4000: "model_not_found"}
-"""Close codes after which reconnecting with the same settings cannot help."""
-FATAL_ERROR_CODES = frozenset(
-    {
-        "invalid_api_key",
-        "missing_model",
-        "model_not_found",
-        "beta_api_shape_disabled",
-        "session_expired",
-    }
-)
-"""``error`` codes the server sends just before it closes the session."""
-
 
 class ConnectionFailed(Exception):
-    """The connection could not be opened; ``retriable`` says whether trying again
-    later may work (refused, DNS, timeout, HTTP 5xx) or not (bad URL, HTTP 401/403/404,
-    TLS certificate, insecure URL)."""
+    """The connection could not be opened. ``failure`` is the one classification
+    (:mod:`voicecli.protocol.failures`); ``retriable`` says whether trying again later
+    may work (refused, DNS, timeout, HTTP 408/429/5xx) or not (bad URL, HTTP 400/401/
+    403/404 and other 4xx, TLS certificate, insecure URL)."""
 
-    retriable: bool = True
-
-    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+    def __init__(self, message: str, *, retriable: bool = True, failure: Failure | None = None):
         super().__init__(message)
-        if retriable is not None:
-            self.retriable = retriable
+        self.failure = failure or Failure("retry" if retriable else "fatal", message)
+
+    @property
+    def retriable(self) -> bool:
+        return self.failure.retriable
 
 
 class FatalServerError(Exception):
     """The server ended the session for a reason a plain retry will not fix.
 
-    ``code`` is the error code (``invalid_api_key``, ``model_not_found``,
-    ``session_expired``...), ``close_code`` the WebSocket close code when there was one.
+    ``code`` is the error code (``invalid_api_key``, ``model_not_found``...),
+    ``close_code`` the WebSocket close code when there was one.
     """
 
     def __init__(self, message: str, *, code: str | None = None, close_code: int | None = None):
@@ -90,21 +83,28 @@ class ConnectionRejected(ConnectionFailed, FatalServerError):
     """Connecting failed in a way retrying cannot fix (both a :class:`ConnectionFailed`
     and a :class:`FatalServerError`, so reconnect loops stop)."""
 
-    retriable = False
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        Exception.__init__(self, message)
+    def __init__(
+        self, message: str, *, code: str | None = None, failure: Failure | None = None
+    ) -> None:
+        ConnectionFailed.__init__(
+            self, message, failure=failure or Failure("fatal", message, code=code)
+        )
         self.code = code
         self.close_code = None
 
 
-class SessionExpired(FatalServerError):
-    """The session reached the server's time limit (60 minutes): this session is over;
-    a new connection starts a new one (the conversation must be replayed)."""
-
-
 class ConnectionLost(Exception):
     """The connection dropped or the server closed it: worth a reconnect."""
+
+
+class SessionExpired(ConnectionLost):
+    """The session reached the server's time limit (60 minutes): this session is over;
+    a new connection starts a new one (rotate and replay the conversation)."""
+
+    def __init__(self, message: str, *, code: str | None = None, close_code: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.close_code = close_code
 
 
 # --- endpoints --------------------------------------------------------------------------
@@ -138,17 +138,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def detect_provider(url: str) -> ResolvedProvider:
-    """``openai`` for api.openai.com, ``azure`` for ``*.openai.azure.com`` (and
-    ``*.cognitiveservices.azure.com``), ``compatible`` otherwise."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "api.openai.com":
-        return "openai"
-    if host.endswith((".openai.azure.com", ".cognitiveservices.azure.com")):
-        return "azure"
-    return "compatible"
-
-
 _SECRET_PARAMS = ("key", "token", "secret", "password", "sig")
 
 
@@ -162,7 +151,7 @@ def build_endpoint(conn: ConnectionConfig) -> Endpoint:
     scheme = {"https": "wss", "http": "ws"}.get(parts.scheme.lower(), parts.scheme.lower())
     if scheme not in ("ws", "wss") or not parts.hostname:
         raise ConnectionRejected(f"connection.url is not a WebSocket URL: {_safe_url(raw)}")
-    provider: ResolvedProvider = detect_provider(raw) if conn.provider == "auto" else conn.provider
+    provider: ResolvedProvider = conn.resolved_provider
     path = parts.path
     if provider == "azure" and path.rstrip("/") in ("", "/openai", "/openai/v1"):
         path = "/openai/v1/realtime"
@@ -207,14 +196,49 @@ def _safe_url(url: str) -> str:
         return "(unparsable URL)"
 
 
-def auth_headers(endpoint: Endpoint, api_key: str | None) -> dict[str, str]:
-    """Azure: ``api-key: KEY``; everyone else: ``Authorization: Bearer KEY``. None: no
-    auth header (a local server)."""
+def auth_headers(
+    endpoint: Endpoint, api_key: str | None, auth: AuthMode = "auto"
+) -> dict[str, str]:
+    """The header carrying ``api_key`` (None: none, a local server). ``auth`` ``auto``:
+    ``Authorization: Bearer``, except on Azure, where a key is sent as ``api-key`` and
+    an Entra ID token (JWT-shaped) as Bearer."""
     if not api_key:
         return {}
-    if endpoint.provider == "azure":
+    if auth == "auto":
+        bearer = endpoint.provider != "azure" or looks_like_jwt(api_key)
+        auth = "bearer" if bearer else "api-key"
+    if auth == "api-key":
         return {"api-key": api_key}
     return {"Authorization": f"Bearer {api_key}"}
+
+
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def looks_like_jwt(key: str) -> bool:
+    """Whether ``key`` has a JWT's shape (three base64url parts, the first a JSON
+    header), as Entra ID access tokens do; Azure API keys are 32+ hex or base62
+    characters without dots."""
+    return _JWT.fullmatch(key.strip()) is not None
+
+
+PREVIEW_NOTICE = (
+    "connection.url uses the retired preview path (/openai/realtime?api-version=…&"
+    "deployment=…): use the GA path, https://RESOURCE.openai.azure.com/openai/v1/realtime "
+    "with connection.model = your deployment"
+)
+"""Told once when the URL is Azure's preview shape."""
+
+
+def preview_notice(endpoint: Endpoint) -> str | None:
+    """:data:`PREVIEW_NOTICE` when ``endpoint`` is Azure's retired preview URL."""
+    parts = urlsplit(endpoint.url)
+    keys = {k for k, _ in parse_qsl(parts.query)}
+    if parts.path.rstrip("/").endswith("/openai/realtime") and (
+        "api-version" in keys or "deployment" in keys
+    ):
+        return PREVIEW_NOTICE
+    return None
 
 
 # --- close classification ---------------------------------------------------------------
@@ -224,48 +248,24 @@ def classify_close(
     close_code: int | None,
     last_error: Mapping[str, Any] | None,
     *,
+    close_reason: str = "",
     key_env: str = "OPENAI_API_KEY",
     model: str = "",
 ) -> FatalServerError | ConnectionLost:
-    """The exception for a connection the server closed (or that dropped): fatal for a
-    bad key (close 3000), a bad model (4000), a refused protocol or an expired session;
-    a :class:`ConnectionLost` otherwise. ``last_error`` is the ``error`` object of the
-    last fatal-looking ``error`` event, if any."""
-    code = str((last_error or {}).get("code") or "") or FATAL_CLOSE_CODES.get(close_code or 0)
-    where = f"close {close_code}" if close_code in FATAL_CLOSE_CODES else code
-    if close_code == 3000 or code == "invalid_api_key":
-        return FatalServerError(
-            f"The server rejected the API key ({where}): check {key_env} "
-            "(or connection.api_key_command)",
-            code="invalid_api_key",
-            close_code=close_code,
-        )
-    if close_code == 4000 or code in ("missing_model", "model_not_found"):
-        what = f"the model {model!r}" if model else "the model"
-        return FatalServerError(
-            f"The server rejected {what} ({where}): check connection.model "
-            "(on Azure: the deployment name)",
-            code=code or "model_not_found",
-            close_code=close_code,
-        )
-    if code == "beta_api_shape_disabled":
-        return FatalServerError(
-            "The server refused the beta protocol (beta_api_shape_disabled)",
-            code=code,
-            close_code=close_code,
-        )
-    if code == "session_expired":
-        return SessionExpired(
-            "The session reached its time limit (session_expired): a new connection "
-            "starts a new session",
-            code=code,
-            close_code=close_code,
-        )
-    if close_code is None or close_code == 1006:
-        return ConnectionLost("the connection dropped (no close frame)")
-    if close_code in (1000, 1001):
-        return ConnectionLost(f"the server closed the connection (close {close_code})")
-    return ConnectionLost(f"the server closed the connection with an error (close {close_code})")
+    """The exception for a connection the server closed (or that dropped), as
+    :func:`voicecli.protocol.failures.close_failure` classifies it."""
+    failure = close_failure(
+        close_code,
+        close_reason,
+        last_error,
+        key_hint=f"{key_env} (or connection.api_key_command)",
+        model=model,
+    )
+    if failure.kind == "fatal":
+        return FatalServerError(failure.message, code=failure.code, close_code=close_code)
+    if failure.kind == "expired":
+        return SessionExpired(failure.message, code=failure.code, close_code=close_code)
+    return ConnectionLost(failure.message)
 
 
 # --- the connection ---------------------------------------------------------------------
@@ -332,7 +332,7 @@ class Connection:
         if self._ws is not None:
             raise RuntimeError("already connected")
         endpoint = self.endpoint
-        headers = auth_headers(endpoint, self.__key)
+        headers = auth_headers(endpoint, self.__key, self._conn.auth)
         kwargs: dict[str, Any] = {
             "additional_headers": headers,
             "open_timeout": self._open_timeout,
@@ -351,14 +351,14 @@ class Connection:
             raise self._connect_error(exc) from None
         self._ws = ws
         try:
-            async with aio.timeout(self._first_event_timeout):
+            async with timeout(self._first_event_timeout):
                 first = await ws.recv()
-        except TimeoutError:
+        except (asyncio.TimeoutError, TimeoutError):
             return  # a compatible server that waits for the client: fine
         except ConnectionClosed as exc:
             error = self._ended_by(exc)
             await self._shutdown()
-            if isinstance(error, FatalServerError):
+            if isinstance(error, (FatalServerError, SessionExpired)):
                 raise error from None
             raise ConnectionFailed(
                 f"{endpoint.label}: the server closed the connection at once ({error})"
@@ -366,10 +366,10 @@ class Connection:
         event = self._parse(first)
         if self._note_fatal(event):
             # the close follows right away: report it as the connect failure
-            with contextlib.suppress(TimeoutError):
-                async with aio.timeout(2.0):
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                async with timeout(2.0):
                     await ws.wait_closed()
-            error = self._classify(ws.close_code)
+            error = self._classify(ws.close_code, ws.close_reason or "")
             await self._shutdown()
             raise error
         self._pending_first = event
@@ -378,28 +378,19 @@ class Connection:
         ep = self.endpoint
         where = f"{ep.host}:{ep.port}"
         if isinstance(exc, InvalidStatus):
-            status = exc.response.status_code
-            reason = exc.response.reason_phrase
-            if status == 401:
-                return ConnectionRejected(
-                    f"{ep.label}: HTTP 401 {reason}: the server rejected the API key "
-                    f"(check {self._conn.api_key_env} or connection.api_key_command)",
-                    code="http_401",
-                )
-            if status == 403:
-                return ConnectionRejected(
-                    f"{ep.label}: HTTP 403 {reason}: this key may not use this endpoint",
-                    code="http_403",
-                )
-            if status == 404:
-                return ConnectionRejected(
-                    f"no Realtime endpoint at {ep.label} (HTTP 404): check connection.url",
-                    code="http_404",
-                )
-            return ConnectionFailed(
-                f"{ep.label}: the server answered HTTP {status} {reason}",
-                retriable=status >= 500 or status in (408, 429),
+            response = exc.response
+            failure = http_failure(
+                response.status_code,
+                response.reason_phrase,
+                redact(_body_text(response.body), [self.__key or ""]),
+                where=ep.label,
+                provider=ep.provider,
+                key_hint=f"{self._conn.api_key_env} or connection.api_key_command",
+                model=self._conn.model,
             )
+            if failure.retriable:
+                return ConnectionFailed(failure.message, failure=failure)
+            return ConnectionRejected(failure.message, code=failure.code, failure=failure)
         if isinstance(exc, InvalidURI):
             return ConnectionRejected(f"connection.url is not usable: {ep.label}")
         if isinstance(exc, ssl.SSLCertVerificationError):
@@ -503,22 +494,24 @@ class Connection:
         if event.get("type") != "error":
             return False
         error = event.get("error")
-        if isinstance(error, Mapping) and error.get("code") in FATAL_ERROR_CODES:
+        if isinstance(error, Mapping) and error_kind(str(error.get("code") or "")) is not None:
             self._last_fatal_error = dict(error)
             return True
         return False
 
-    def _classify(self, close_code: int | None) -> FatalServerError | ConnectionLost:
+    def _classify(self, close_code: int | None, reason: str) -> FatalServerError | ConnectionLost:
         return classify_close(
             close_code,
             self._last_fatal_error,
+            close_reason=reason,
             key_env=self._conn.api_key_env,
             model=self._conn.model,
         )
 
     def _ended_by(self, exc: ConnectionClosed) -> FatalServerError | ConnectionLost:
         close_code = exc.rcvd.code if exc.rcvd is not None else None
-        error = self._classify(close_code)
+        reason = exc.rcvd.reason if exc.rcvd is not None else ""
+        error = self._classify(close_code, reason)
         self._ended = error
         return error
 
@@ -548,6 +541,10 @@ class Connection:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _body_text(body: bytes | None) -> str:
+    return (body or b"")[:4096].decode("utf-8", "replace")
 
 
 def _websockets_major() -> int:

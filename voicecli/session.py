@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from voicecli.config import Config, SessionConfig, TurnMode
+from voicecli.config import AUTO_TRANSCRIPTION_MODEL, Config, TurnMode
 from voicecli.pcm import SAMPLE_RATE
 
 CLIENT_MODES: frozenset[TurnMode] = frozenset({"push-to-talk", "local-vad"})
@@ -46,6 +47,64 @@ _KNOBS: dict[str, tuple[str, ...]] = {
 
 
 _UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """What a refused ``session.update`` means: the ``field`` the server named (dotted,
+    None: not known) and the rest of the update to send again (None: nothing)."""
+
+    field: str | None
+    resend: dict[str, Any] | None
+
+
+_WHOLE = ("turn_detection", "transcription", "noise_reduction", "format", "tracing", "prompt")
+"""Objects sent and refused as a whole: a field inside one names the object."""
+
+
+def field_path(param: str | None) -> list[str]:
+    """The session field an ``error.param`` names: ``session.audio.input.transcription
+    .model`` -> ``[audio, input, transcription]`` (cut at a whole object),
+    ``session.tools[0].name`` -> ``[tools]``."""
+    if not param:
+        return []
+    parts = param.split(".")
+    if parts[0] == "session":
+        parts = parts[1:]
+    out: list[str] = []
+    for part in parts:
+        name = part.split("[", 1)[0]
+        if not name:
+            break
+        out.append(name)
+        if name in _WHOLE or "[" in part:
+            break
+    return out
+
+
+def _has(data: Mapping[str, Any], path: Sequence[str]) -> bool:
+    node: Any = data
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _without(data: Mapping[str, Any], path: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``data`` without ``path``, and without the mappings that leaves empty."""
+    out = copy.deepcopy(dict(data))
+    if len(path) == 1:
+        out.pop(path[0], None)
+        return out
+    child = out.get(path[0])
+    if isinstance(child, Mapping):
+        rest = _without(child, path[1:])
+        if rest:
+            out[path[0]] = rest
+        else:
+            del out[path[0]]
+    return out
 
 
 class SessionShapeError(ValueError):
@@ -78,12 +137,19 @@ def changed_fields(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dic
     return out
 
 
-def configured_session(s: SessionConfig) -> dict[str, Any]:
+def configured_session(config: Config) -> dict[str, Any]:
     """The GA session object that ``[session]`` asks for, but its turn detection (which
-    follows the turn mode: see :meth:`SessionModel.turn_detection`)."""
+    follows the turn mode: see :meth:`SessionModel.turn_detection`). A transcription
+    model of ``auto`` is off on Azure (it needs the name of a transcription deployment
+    there) and :data:`AUTO_TRANSCRIPTION_MODEL` elsewhere."""
+    s = config.session
+    model = s.transcription.model
+    if model == "auto":
+        azure = config.connection.resolved_provider == "azure"
+        model = None if azure else AUTO_TRANSCRIPTION_MODEL
     transcription: dict[str, Any] | None = None
-    if s.transcription.model:
-        transcription = {"model": s.transcription.model}
+    if model:
+        transcription = {"model": model}
         if s.transcription.language:
             transcription["language"] = s.transcription.language
     payload: dict[str, Any] = {"type": "realtime"}
@@ -111,7 +177,7 @@ class SessionModel:
     """The wanted session, the turn mode and the server's view of the session."""
 
     def __init__(self, config: Config) -> None:
-        self._base: dict[str, Any] = configured_session(config.session)
+        self._base: dict[str, Any] = configured_session(config)
         td = config.session.turn_detection
         self._vad: dict[str, dict[str, Any]] = {
             kind: {
@@ -202,8 +268,8 @@ class SessionModel:
         self._base = deep_merge(self._base, wanted)
         if transcription is not _UNSET and transcription != self.transcription:
             self._base["audio"]["input"]["transcription"] = transcription
-            update.setdefault("audio", {}).setdefault("input", {})["transcription"] = (
-                copy.deepcopy(transcription)
+            update.setdefault("audio", {}).setdefault("input", {})["transcription"] = copy.deepcopy(
+                transcription
             )
         if tools is not None and list(tools) != self._tools:
             update.update(self.set_tools(tools))
@@ -261,9 +327,31 @@ class SessionModel:
         """A ``session.update`` went out; its answer is pending."""
         self._updates_in_flight += 1
 
-    def update_rejected(self) -> None:
-        """The server refused one of our updates (its ``error`` names the event)."""
+    def update_rejected(
+        self, update: Mapping[str, Any] | None = None, param: str | None = None
+    ) -> Rejection:
+        """The server refused one of our updates (its ``error`` names the event), and
+        with it every field of that update. ``param`` is the error's ``param``
+        (``session.audio.output.voice``): that field is dropped from the wanted session
+        (so no reconnect sends it again) and the rest of ``update`` comes back to be
+        re-sent, so one bad field never loses the others. Without a ``param`` that names
+        a field of ``update``, nothing is re-sent."""
         self._updates_in_flight = max(0, self._updates_in_flight - 1)
+        path = field_path(param)
+        if update is None or not path or not _has(update, path):
+            return Rejection(".".join(path) if path else None, None)
+        self._drop(path)
+        rest = _without(update, path)
+        rest.pop("type", None)
+        return Rejection(".".join(path), rest or None)
+
+    def _drop(self, path: Sequence[str]) -> None:
+        if path[0] == "tools" or path[0] == "tool_choice":
+            self._tools = []
+            return
+        if path[:3] == ["audio", "input", "turn_detection"]:
+            return  # the server kept its own: session.updated makes the client follow it
+        self._base = _without(self._base, path)
 
     def reconnected(self) -> None:
         """A new server session: nothing is pending there."""

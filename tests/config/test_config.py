@@ -282,7 +282,7 @@ def test_errors_from_environment_and_flags_name_their_source(xdg: dict[str, str]
     assert message.startswith("environment (VOICECLI_URL/VOICECLI_MODEL): connection.url:")
     with pytest.raises(ConfigError) as excinfo:
         load_config(env=xdg, overrides={"session": {"voice": " "}})
-    assert one_line_error(excinfo).startswith("command line: session.voice: expected a non-empty")
+    assert one_line_error(excinfo).startswith("command line: session.voice: expected a voice")
 
 
 def test_none_string_means_unset(tmp_path: Path, xdg: dict[str, str]) -> None:

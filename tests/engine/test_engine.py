@@ -97,7 +97,8 @@ async def test_full_turn_in_each_mode(
     reply = engine.conversation.items[-1]
     assert reply.role == "assistant" and reply.status == "completed"
     assert "input_audio_buffer_commit_empty" not in str(server.sent)
-    assert engine.status.output_tokens > 0 and engine.status.cost_usd > 0
+    assert engine.status.output_tokens > 0
+    assert engine.status.cost_usd is None  # a server on this machine: nothing to pay
     assert engine.status.last_latency_ms is not None
     logged = history_records(Path(config.data_dir))
     assert any(r.get("role") == "assistant" and r.get("usage") for r in logged)

@@ -30,6 +30,7 @@ from voicecli.protocol.notifications import (
     TranscriptDelta,
     TranscriptDone,
     TranscriptFailed,
+    TranscriptionUsage,
     UnhandledEvent,
 )
 
@@ -143,7 +144,8 @@ def test_user_transcript_streams_then_completes() -> None:
     assert isinstance(notes[0], TranscriptDelta) and notes[0].role == "user"
     notes = conv.apply(wire.transcription_completed("item_u1", "What is the weather?"))
     assert user.text == "What is the weather?" and not user.transcript_pending
-    assert notes == [TranscriptDone("item_u1", "user", 0, "What is the weather?")]
+    usage = TranscriptionUsage(seconds=1.0)  # billed apart: kept for the cost
+    assert notes == [TranscriptDone("item_u1", "user", 0, "What is the weather?", usage)]
 
 
 def test_failed_transcription_ends_the_wait() -> None:

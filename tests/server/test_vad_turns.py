@@ -149,7 +149,14 @@ async def test_input_transcription(manual: Client) -> None:
     assert completed["transcript"] == "(1.8 s of speech)"
     assert "".join(d["delta"] for d in deltas) == completed["transcript"]
     assert completed["item_id"] == events[0]["item_id"] and completed["content_index"] == 0
-    assert completed["usage"] == {"type": "duration", "seconds": 1.8}
+    # token usage, as the gpt-4o transcribe models report it (whisper-1: seconds)
+    assert completed["usage"] == {
+        "type": "tokens",
+        "input_tokens": 18,
+        "input_token_details": {"audio_tokens": 18, "text_tokens": 0},
+        "output_tokens": 5,
+        "total_tokens": 23,
+    }
     await manual.send({"type": "conversation.item.retrieve", "item_id": completed["item_id"]})
     item = (await manual.until("conversation.item.retrieved"))[-1]["item"]
     assert item["content"][0]["transcript"] == "(1.8 s of speech)"

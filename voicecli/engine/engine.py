@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -37,12 +38,19 @@ from voicecli.audio.devices import AudioDeviceLost, PortAudioMissing
 from voicecli.audio.sinks import AudioSink, NullSink
 from voicecli.audio.sources import AudioSource
 from voicecli.config import Config
-from voicecli.connection import Connection, ConnectionLost, FatalServerError
-from voicecli.engine.cost import estimate_cost
+from voicecli.connection import (
+    Connection,
+    ConnectionLost,
+    FatalServerError,
+    SessionExpired,
+    is_loopback,
+)
+from voicecli.engine.cost import CostMeter
 from voicecli.engine.eventlog import sanitize
 from voicecli.engine.journal import Journal
 from voicecli.engine.mic import MicPipeline
 from voicecli.engine.notifications import ConnectionChanged, EventLogged, Notice, StatusChanged
+from voicecli.engine.outcome import Outcomes
 from voicecli.engine.playback import PlaybackTracker
 from voicecli.engine.status import ConnectionState, EngineStatus, TurnMode, next_turn_mode
 from voicecli.engine.supervisor import ROTATE, Backoff, Supervisor
@@ -51,6 +59,7 @@ from voicecli.engine.turns import Action, Append, BargeIn, Clear, Commit
 from voicecli.history import SessionLog, open_session_log
 from voicecli.protocol.client_events import ClientEvents, JsonEvent
 from voicecli.protocol.conversation import Conversation
+from voicecli.protocol.failures import error_kind
 from voicecli.protocol.notifications import (
     AudioDelta,
     AudioDone,
@@ -74,10 +83,10 @@ from voicecli.writer import DiskWriter
 
 log = logging.getLogger(__name__)
 
-FATAL_CODES = frozenset(
-    {"invalid_api_key", "missing_model", "model_not_found", "beta_api_shape_disabled"}
-)
-"""Error codes after which the server closes (3000/4000): never retried."""
+MIN_SESSION_S = 10.0
+"""A session renewed after an expiry that expires again sooner than this is retried with
+backoff, not rotated at once (a server whose sessions end at once must not make the
+client spin)."""
 LEVEL_INTERVAL_S = 0.05
 """Mic-level-only status updates are coalesced to at most 20 per second."""
 STOP_GRACE_S = 1.0
@@ -144,13 +153,17 @@ class Engine:
             mic="off",
         )
         self._last_level_publish = 0.0
+        host = urlsplit(str(config.connection.url)).hostname or ""
+        self._cost = CostMeter(config.connection.model, free=is_loopback(host))
+        self._status = replace(self._status, cost_usd=self._cost.cost_usd)
 
         self._outbox = Outbox(
             self._ev, max_backlog_ms=float(config.audio.max_backlog_s) * 1000.0, live=self._live
         )
         self._outbox_ready = asyncio.Event()
         self._outbox_drained = asyncio.Event()
-        self._update_ids: list[str] = []  # session.updates sent, oldest first, unanswered
+        # session.updates sent and unanswered, oldest first: event_id -> its session
+        self._updates: dict[str, Mapping[str, Any]] = {}
         self._mic = MicPipeline(config, self.session.turn_mode, max_turns=max_turns)
         self._writer = DiskWriter()
         self._journal = Journal(self.conversation, self._writer, self._publish)
@@ -183,6 +196,8 @@ class Engine:
         self._connected = asyncio.Event()
         self._rotate_timer: asyncio.TimerHandle | None = None
         self._resume_response = False
+        self._just_expired = False  # the last connection ended by the session's expiry
+        self._outcomes = Outcomes(self.conversation, self._journal, self._publish, self._set_status)
         self._fatal = False
 
     # -- public surface --------------------------------------------------------------
@@ -344,8 +359,9 @@ class Engine:
     async def _serve(self, conn: Connection, first: bool) -> str | None:
         """Configure the session, pump until the connection ends; returns why it ended
         (None when closing)."""
+        began = time.monotonic()
         self.session.reconnected()
-        self._update_ids.clear()
+        self._updates.clear()
         self._playback.new_connection()
         self._outbox.reconnect(
             self.session.payload(), self.conversation, resume_response=self._resume_response
@@ -380,6 +396,14 @@ class Engine:
                 if isinstance(exc, FatalServerError):
                     self._fail(str(exc))
                     return "fatal"
+                # an expiry is not a loss: a new session; but a new session that
+                # expires at once again backs off (no spinning against such a server)
+                again = self._just_expired and time.monotonic() - began < MIN_SESSION_S
+                self._just_expired = isinstance(exc, SessionExpired)
+                if self._just_expired and not again:
+                    self._forget_cut_response()
+                    self._publish(Notice("info", f"{exc}: renewing"))
+                    return ROTATE
                 if exc is not None:
                     return str(exc) or type(exc).__name__
         return "closed by server"
@@ -443,7 +467,7 @@ class Engine:
             self._outbox.sent(event)
             if event.get("type") == "session.update":
                 self.session.update_sent()
-                self._update_ids.append(str(event.get("event_id")))
+                self._updates[str(event.get("event_id"))] = event.get("session") or {}
             if self._outbox.drained_enough:
                 self._outbox_drained.set()
             sanitized = sanitize(event, self._secrets)
@@ -458,15 +482,18 @@ class Engine:
             self._journal.log_event("received", sanitized)
             self._publish(EventLogged("received", sanitized))
             notes = self.conversation.apply(event)
+            expired = False
             for note in notes:
                 self._handle(note)
-                if isinstance(note, ServerError) and note.code in FATAL_CODES:
+                kind = error_kind(note.code) if isinstance(note, ServerError) else None
+                if isinstance(note, ServerError) and kind == "fatal":
                     # the server closes right after: retrying cannot help
                     self._fail(f"the server refused the session: {note.message}")
+                expired = expired or kind == "expired"
             if self._fatal:
                 return
-            if any(isinstance(n, ServerError) and n.code == "session_expired" for n in notes):
-                raise ConnectionLost("session expired")
+            if expired:
+                raise SessionExpired("the session reached its time limit", code="session_expired")
         raise ConnectionLost("closed by server")
 
     def _handle(self, note: Notification) -> None:
@@ -500,6 +527,9 @@ class Engine:
             self._outbox.confirm("conversation.item.create", note.item_id)
             after.append(lambda: self._on_item_added(note.item_id))
         elif isinstance(note, (TranscriptDone, TranscriptFailed)):
+            if isinstance(note, TranscriptDone) and note.usage is not None:
+                model = (self.session.transcription or {}).get("model")
+                self._set_status(**self._cost.add_transcription(note.usage, model))
             item = self.conversation.item(note.item_id)
             if item is not None and item.role == "user":
                 after.append(lambda: self._journal.log(note.item_id))
@@ -529,8 +559,8 @@ class Engine:
                 self._journal.log(item.id)
 
     def _on_session_updated(self, session: Mapping[str, Any]) -> None:
-        if self._update_ids:
-            del self._update_ids[0]  # the server answers updates in order
+        if self._updates:
+            del self._updates[next(iter(self._updates))]  # answered in order
         follow = self.session.session_updated(session)
         if follow is not None:
             self._follow_turn_mode()
@@ -544,17 +574,13 @@ class Engine:
     def _on_response_done(self, note: ResponseDone) -> None:
         self._outbox.response_done()
         self._playback.response_done(note.response_id)
-        usage = note.usage
-        if usage is not None:
-            self._set_status(
-                input_tokens=self._status.input_tokens + usage.input_tokens,
-                output_tokens=self._status.output_tokens + usage.output_tokens,
-                cost_usd=self._status.cost_usd + estimate_cost(usage),
-            )
+        if note.usage is not None:
+            self._set_status(**self._cost.add_response(note.usage))
         if (
             not self._playback.is_playing and self._status.response != "cancelled"
         ) or self._status.response == "generating":
             self._set_status(response="idle")
+        self._outcomes.response_done(note)  # why it failed; answers that came as text
         self._maybe_rotate()
 
     def _log_response(self, note: ResponseDone) -> None:
@@ -578,9 +604,17 @@ class Engine:
         item_id = self._playback.rejected(event_id)
         if item_id is not None:
             self._journal.flush_item(item_id)
-        if event_id is not None and event_id in self._update_ids:
-            self._update_ids.remove(event_id)
-            self.session.update_rejected()
+        if event_id is not None and event_id in self._updates:
+            # one bad field must not lose the others: name it, send the rest again
+            rejected = self.session.update_rejected(self._updates.pop(event_id), note.param)
+            if rejected.resend is not None:
+                self._send_update(rejected.resend)
+            what = f"session.{rejected.field}" if rejected.field else "the session update"
+            again = "; the other settings are sent again" if rejected.resend else ""
+            self._publish(Notice("error", f"the server refused {what}: {note.message}{again}"))
+            return False  # the editor shows the error on its field
+        if error_kind(note.code) is not None:
+            return False  # the receiver rotates, or fails once with its own notice
         if note.code == "response_cancel_not_active":
             return True  # a race with the response ending by itself: harmless
         # our response.create raced the server's own: asked again after it

@@ -45,6 +45,8 @@ def turn_record(item: Item, done: ResponseDone | None) -> dict[str, Any]:
         )
     if done is not None:
         record.update(response_id=done.response_id, status=done.status, reason=done.reason)
+        if done.error is not None:
+            record["error"] = error_record(done)
         if done.usage is not None:
             u = done.usage
             record["usage"] = {
@@ -57,6 +59,13 @@ def turn_record(item: Item, done: ResponseDone | None) -> dict[str, Any]:
                 "output_text_tokens": u.output_text_tokens,
             }
     return record
+
+
+def error_record(done: ResponseDone) -> dict[str, str | None]:
+    """``status_details.error`` of a failed response, as the history keeps it."""
+    error = done.error
+    assert error is not None
+    return {"type": error.type, "code": error.code, "message": error.message}
 
 
 class Journal:
@@ -162,5 +171,18 @@ class Journal:
 
         self._writer.submit(lambda: history.append_turn(record), written)
 
+    def log_failure(self, done: ResponseDone) -> None:
+        """A response that failed: a ``note`` record says why (it may have no turn)."""
+        history = self.history
+        if history is None or done.error is None:
+            return
+        record = {
+            "type": "response_failed",
+            "response_id": done.response_id,
+            "status": done.status,
+            "error": error_record(done),
+        }
+        self._writer.submit(lambda: history.append(record))
 
-__all__ = ["Journal", "turn_record"]
+
+__all__ = ["Journal", "error_record", "turn_record"]

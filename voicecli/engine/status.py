@@ -39,12 +39,19 @@ class EngineStatus:
     """Recent microphone level, 0..1 (dBFS mapped linearly from -60..0)."""
     vad: VadState = "silence"
     response: ResponseState = "idle"
+    response_error: str | None = None
+    """Why the last response failed (``insufficient_quota: ...``); None once one
+    completes."""
     last_latency_ms: float | None = None
     """End of the user's speech to the first assistant sample at the speaker."""
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
-    """Estimate from :data:`voicecli.engine.cost.PRICES_PER_MILLION`."""
+    cost_usd: float | None = 0.0
+    """USD from :mod:`voicecli.engine.cost`'s price table; None: no price (a model the
+    table does not know, or a server on this machine)."""
+    transcription_tokens: int = 0
+    transcription_usd: float | None = None
+    """Input transcription, billed apart (None: nothing priced)."""
     expires_at: float | None = None
     overflows: int = 0
     """Input device overflows reported by the audio source."""

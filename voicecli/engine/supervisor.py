@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from voicecli.connection import Connection, FatalServerError
+from voicecli.connection import Connection, ConnectionFailed, FatalServerError, preview_notice
 from voicecli.engine.status import ConnectionState
 from voicecli.engine.tasks import reap
 
@@ -134,17 +134,24 @@ class Supervisor:
                 with contextlib.suppress(Exception):
                     await conn.close()
                 raise
-            except FatalServerError as exc:
-                self._fail(str(exc))
-                return
-            except Exception as exc:  # refused, DNS, TLS, HTTP 5xx...: all worth a retry
-                attempt += 1
+            except Exception as exc:
+                # one classification (voicecli.protocol.failures): a refusal that the
+                # same settings would meet again (HTTP 400/401/403/404, a bad key or
+                # model) ends here, after one attempt; the rest backs off and retries
+                if isinstance(exc, FatalServerError) or (
+                    isinstance(exc, ConnectionFailed) and not exc.retriable
+                ):
+                    self._fail(str(exc))
+                    return
+                attempt += 1  # refused, DNS, TLS, HTTP 408/429/5xx...
                 if first and self._backoff.max_attempts == 0:
                     self._fail(f"cannot connect to {self._endpoint}: {exc}")
                     return
                 if attempt == 1:  # once per outage, not once per attempt
                     self._warn(f"connection failed: {exc}")
                 continue
+            if first and (notice := preview_notice(conn.endpoint)) is not None:
+                self._warn(notice)  # once: the first connection only
             self.connection = conn
             attempt = 0
             self._retry_now.clear()  # asked while the attempt was already succeeding

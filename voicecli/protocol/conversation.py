@@ -29,6 +29,7 @@ from voicecli.protocol.notifications import (
     Notification,
     RateLimitsChanged,
     ResponseDone,
+    ResponseError,
     ResponseStarted,
     ServerError,
     SessionChanged,
@@ -40,6 +41,7 @@ from voicecli.protocol.notifications import (
     UnhandledEvent,
     Usage,
 )
+from voicecli.protocol.usage import response_error, response_usage, transcription_usage
 
 """PCM16 mono at 24 kHz."""
 MAX_ERRORS = 100
@@ -205,6 +207,8 @@ class Conversation:
         self.assistant_has_audio = False
         """The assistant produced audio in this session (the voice can no longer change)."""
         self.usage_total = UsageTotal()
+        self.response_errors: dict[str, ResponseError] = {}
+        """Why each failed response failed, by response id."""
         self.rate_limits: tuple[Mapping[str, Any], ...] = ()
         self.errors: deque[ServerError] = deque(maxlen=MAX_ERRORS)
         self._handlers: dict[str, Callable[[dict[str, Any]], list[Notification]]] = {
@@ -456,7 +460,8 @@ class Conversation:
         part.text = transcript
         part.done = True
         self._changed()
-        return [TranscriptDone(item.id, item.role or "user", index, transcript)]
+        usage = transcription_usage(event.get("usage"))
+        return [TranscriptDone(item.id, item.role or "user", index, transcript, usage)]
 
     def _transcription_failed(self, event: dict[str, Any]) -> list[Notification]:
         item = self._known(event)
@@ -482,7 +487,8 @@ class Conversation:
         status = response.get("status")
         details = response.get("status_details")
         reason = details.get("reason") if isinstance(details, dict) else None
-        usage = _usage(response.get("usage"))
+        error = response_error(details)
+        usage = response_usage(response.get("usage"))
         output = response.get("output")
         notes: list[Notification] = []
         for data in output if isinstance(output, list) else ():
@@ -501,6 +507,8 @@ class Conversation:
             self.active_response_id = None
         if usage is not None:
             self.usage_total.add(usage)
+        if error is not None:
+            self.response_errors[response_id] = error
         self._changed()
         notes.append(
             ResponseDone(
@@ -508,6 +516,7 @@ class Conversation:
                 status if isinstance(status, str) else "unknown",
                 reason if isinstance(reason, str) else None,
                 usage,
+                error,
             )
         )
         return notes
@@ -670,28 +679,6 @@ def _fill_item(item: Item, data: Mapping[str, Any]) -> None:
 def _is_audio(event: Mapping[str, Any]) -> bool:
     """An ``output_audio_transcript`` event (GA or beta name), not ``output_text``."""
     return "audio" in BETA_ALIASES.get(event["type"], event["type"])
-
-
-def _usage(value: Any) -> Usage | None:
-    if not isinstance(value, dict):
-        return None
-    inp = value.get("input_token_details")
-    out = value.get("output_token_details")
-    inp = inp if isinstance(inp, dict) else {}
-    out = out if isinstance(out, dict) else {}
-    return Usage(
-        input_tokens=_count(value.get("input_tokens")),
-        output_tokens=_count(value.get("output_tokens")),
-        input_audio_tokens=_count(inp.get("audio_tokens")),
-        input_text_tokens=_count(inp.get("text_tokens")),
-        input_cached_tokens=_count(inp.get("cached_tokens")),
-        output_audio_tokens=_count(out.get("audio_tokens")),
-        output_text_tokens=_count(out.get("text_tokens")),
-    )
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _dict(data: Mapping[str, Any], key: str) -> dict[str, Any]:

@@ -63,6 +63,8 @@ class TranscriptDone(Notification):
     role: str
     content_index: int
     text: str
+    usage: TranscriptionUsage | None = None
+    """Input transcriptions only: what the transcription used."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +108,55 @@ class Usage:
     input_cached_tokens: int = 0
     output_audio_tokens: int = 0
     output_text_tokens: int = 0
+    input_cached_audio_tokens: int = 0
+    """Of ``input_cached_tokens``, audio (``cached_tokens_details``; text is the rest)."""
+    input_cached_text_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionUsage:
+    """What one input transcription used (the ``usage`` of
+    ``conversation.item.input_audio_transcription.completed``, billed apart): tokens, or
+    seconds of audio for duration-billed models."""
+
+    input_audio_tokens: int = 0
+    input_text_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseError:
+    """Why a response failed: ``status_details.error`` of a failed ``response.done``
+    (``type``, ``code`` such as ``insufficient_quota`` or ``server_error``, ``message``)."""
+
+    type: str | None = None
+    code: str | None = None
+    message: str | None = None
+
+    def __str__(self) -> str:
+        head = self.code or self.type or "error"
+        return f"{head}: {self.message}" if self.message else head
 
 
 @dataclass(frozen=True, slots=True)
 class ResponseDone(Notification):
-    """``response.done``: status is completed, cancelled, incomplete or failed."""
+    """``response.done``: status is completed, cancelled, incomplete or failed.
+    ``reason`` is ``status_details.reason`` (incomplete, cancelled), ``error``
+    ``status_details.error`` (failed)."""
 
     response_id: str
     status: str
     reason: str | None
     usage: Usage | None
+    error: ResponseError | None = None
+
+    @property
+    def why(self) -> str | None:
+        """One phrase saying why the response did not complete (None: no reason given)."""
+        if self.error is not None:
+            return str(self.error)
+        return self.reason
 
 
 @dataclass(frozen=True, slots=True)

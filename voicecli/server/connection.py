@@ -16,17 +16,17 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from voicecli.server.envelope import check_envelope, parse_frame
 from voicecli.server.errors import ProtocolError, invalid_type, invalid_value, missing_parameter
-from voicecli.server.errors import unknown_parameter as _unknown
 from voicecli.server.faults import Faults
 from voicecli.server.items import Item, decode_audio, encode_audio, parse_item
+from voicecli.server.reply import Reply, Response, cut_words
 from voicecli.server.session_config import (
     SEMANTIC_VAD_DEFAULTS,
     SESSION_LIFETIME_S,
@@ -40,9 +40,7 @@ from voicecli.server.synth import (
     input_audio_tokens,
     new_id,
     obfuscation,
-    output_audio_tokens,
     text_tokens,
-    tone_voice,
 )
 from voicecli.server.vad import SEMANTIC_SILENCE_MS, EnergyVad, SpeechStarted
 
@@ -51,37 +49,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Audio deltas carry about this much audio each, as the live service sends.
-CHUNK_MS = 100
+#: The live service's words when a session reaches its time limit.
+EXPIRY_TEXT = "Your session hit the maximum duration of 60 minutes."
 MIN_COMMIT_MS = 100
-
-#: Allowed top-level keys of every client event the GA WebSocket API accepts.
-CLIENT_EVENTS: dict[str, tuple[str, ...]] = {
-    "session.update": ("session",),
-    "input_audio_buffer.append": ("audio",),
-    "input_audio_buffer.commit": (),
-    "input_audio_buffer.clear": (),
-    "conversation.item.create": ("previous_item_id", "item"),
-    "conversation.item.truncate": ("item_id", "content_index", "audio_end_ms"),
-    "conversation.item.delete": ("item_id",),
-    "conversation.item.retrieve": ("item_id",),
-    "response.create": ("response",),
-    "response.cancel": ("response_id",),
-}
 
 
 class _Dropped(Exception):
     """The connection was dropped on purpose (a fault switch)."""
-
-
-@dataclass
-class _Response:
-    id: str
-    overrides: dict[str, Any]
-    in_conversation: bool
-    task: asyncio.Task[None] | None = None
-    cancel_reason: str | None = None
-    item_ids: list[str] = field(default_factory=list)
 
 
 class RealtimeSession:
@@ -111,7 +85,7 @@ class RealtimeSession:
         self._speech_start_ms = 0
         self._idle_from_ms = 0.0
         self._appends = 0
-        self._responses: dict[str, _Response] = {}
+        self._responses: dict[str, Response] = {}
         self._prev_input_tokens = 0
         self._send_lock = asyncio.Lock()
         self._stalled_until = 0.0
@@ -195,6 +169,11 @@ class RealtimeSession:
             self.closed.set()
 
     async def _expiry_watchdog(self) -> None:
+        """End the session at its time limit the way the live service has been seen to:
+        an ``error`` with code ``session_expired``, then a close 1001 whose reason is
+        "Your session hit the maximum duration of 60 minutes." (the close alone with
+        :attr:`Faults.expire_without_error`; both forms are in
+        ``/work/shared/realtime-protocol.md``)."""
         while True:
             limit = self.faults.expire_after_s
             limit = SESSION_LIFETIME_S if limit is None else limit
@@ -203,43 +182,17 @@ class RealtimeSession:
                 break
             await asyncio.sleep(min(remaining, 0.05))
         with contextlib.suppress(ConnectionClosed):
-            await self.send_error(
-                ProtocolError(
-                    "session_expired",
-                    "Your session hit the maximum duration of 60 minutes.",
-                ),
-                None,
-            )
-            await self.ws.close(1000, "session expired")
+            if not self.faults.expire_without_error:
+                await self.send_error(ProtocolError("session_expired", EXPIRY_TEXT), None)
+            await self.ws.close(1001, EXPIRY_TEXT)
 
     # --- dispatch -----------------------------------------------------------------------
 
     async def handle_frame(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            await self.send_error(
-                ProtocolError(
-                    "invalid_event",
-                    "Binary frames are not supported: send each event as a JSON text frame.",
-                ),
-                None,
-            )
-            return
         try:
-            event = json.loads(message)
-        except ValueError:
-            await self.send_error(
-                ProtocolError(
-                    "invalid_json",
-                    "We could not parse the JSON body of your request. (HINT: This likely "
-                    "means you aren't using your HTTP library correctly.)",
-                ),
-                None,
-            )
-            return
-        if not isinstance(event, dict):
-            await self.send_error(
-                ProtocolError("invalid_event", "Each event must be a JSON object."), None
-            )
+            event = parse_frame(message)
+        except ProtocolError as err:
+            await self.send_error(err, None)
             return
         self.received.append(event)
         if self.server.record:
@@ -248,7 +201,11 @@ class RealtimeSession:
         if not isinstance(event_id, str):
             event_id = None
         try:
-            await self._dispatch(event)
+            type_ = check_envelope(event)
+            handler: Callable[[dict[str, Any]], Any] = getattr(
+                self, "on_" + type_.replace(".", "_")
+            )
+            await handler(event)
         except ProtocolError as err:
             await self.send_error(err, event_id)
         except (ConnectionClosed, _Dropped):
@@ -265,33 +222,16 @@ class RealtimeSession:
                 event_id,
             )
 
-    async def _dispatch(self, event: dict[str, Any]) -> None:
-        type_ = event.get("type")
-        if "event_id" in event and not isinstance(event["event_id"], str):
-            raise invalid_type("event_id", "a string", event["event_id"])
-        if type_ not in CLIENT_EVENTS:
-            if type_ is None:
-                raise missing_parameter("type")
-            listed = ", ".join(f"'{t}'" for t in CLIENT_EVENTS)
-            raise ProtocolError(
-                "invalid_value",
-                f"Invalid value: '{type_}'. Supported values are: {listed}.",
-                "type",
-            )
-        allowed = CLIENT_EVENTS[type_]
-        for key in event:
-            if key not in ("type", "event_id", *allowed):
-                raise _unknown(key)
-        handler: Callable[[dict[str, Any]], Any] = getattr(self, "on_" + type_.replace(".", "_"))
-        await handler(event)
-
     # --- session ------------------------------------------------------------------------
 
     async def on_session_update(self, event: dict[str, Any]) -> None:
         if "session" not in event:
             raise missing_parameter("session")
         self.session = merge_session_update(
-            self.session, event["session"], voice_locked=self.assistant_has_audio
+            self.session,
+            event["session"],
+            voice_locked=self.assistant_has_audio,
+            transcription_deployments=self.server.azure_deployments,
         )
         self._configure_vad()
         await self.send("session.updated", session=self.session)
@@ -472,8 +412,24 @@ class RealtimeSession:
             item_id=item.id,
             content_index=0,
             transcript=transcript,
-            usage={"type": "duration", "seconds": round(seconds, 3)},
+            usage=self._transcription_usage(seconds, transcript),
         )
+
+    def _transcription_usage(self, seconds: float, transcript: str) -> dict[str, Any]:
+        """What the live service reports: tokens for the gpt-4o transcribe models (audio
+        input at 10 tokens/s, the transcript's text as output), seconds for whisper-1
+        (the SDK's ``UsageTranscriptTextUsageTokens`` / ``...Duration``)."""
+        model = str((self.session["audio"]["input"].get("transcription") or {}).get("model"))
+        if model.startswith("whisper"):
+            return {"type": "duration", "seconds": round(seconds, 3)}
+        audio, out = input_audio_tokens(seconds * 1000), text_tokens(transcript)
+        return {
+            "type": "tokens",
+            "input_tokens": audio,
+            "input_token_details": {"audio_tokens": audio, "text_tokens": 0},
+            "output_tokens": out,
+            "total_tokens": audio + out,
+        }
 
     # --- conversation items -------------------------------------------------------------
 
@@ -552,14 +508,14 @@ class RealtimeSession:
         assert item.audio is not None
         item.audio = item.audio[: end_ms * SAMPLES_PER_MS]
         part = item.content[index]
-        part["transcript"] = _cut_words(str(part.get("transcript") or ""), end_ms / max(have_ms, 1))
+        part["transcript"] = cut_words(str(part.get("transcript") or ""), end_ms / max(have_ms, 1))
         await self.send(
             "conversation.item.truncated", item_id=item.id, content_index=index, audio_end_ms=end_ms
         )
 
     # --- responses ----------------------------------------------------------------------
 
-    def _conversation_response(self) -> _Response | None:
+    def _conversation_response(self) -> Response | None:
         for resp in self._responses.values():
             if resp.in_conversation:
                 return resp
@@ -608,7 +564,7 @@ class RealtimeSession:
         target.cancel_reason = "client_cancelled"
 
     def _start_response(self, overrides: dict[str, Any]) -> None:
-        resp = _Response(
+        resp = Response(
             id=new_id("resp"),
             overrides=overrides,
             in_conversation=overrides.get("conversation", "auto") != "none",
@@ -616,7 +572,7 @@ class RealtimeSession:
         self._responses[resp.id] = resp
         resp.task = self._spawn(self._run_response(resp))
 
-    async def _run_response(self, resp: _Response) -> None:
+    async def _run_response(self, resp: Response) -> None:
         try:
             await Reply(self, resp).run()
         except (ConnectionClosed, _Dropped):
@@ -650,337 +606,3 @@ class RealtimeSession:
                 await self.send_raw(
                     json.dumps({"type": "response.output_audio.delta", "event_id": new_id("event")})
                 )
-
-
-def _cut_words(text: str, fraction: float) -> str:
-    """The words of ``text`` spoken within ``fraction`` of its duration."""
-    limit = len(text) * fraction
-    kept: list[str] = []
-    pos = 0
-    for word in text.split(" "):
-        pos += len(word) + (1 if kept else 0)
-        if pos > limit:
-            break
-        kept.append(word)
-    return " ".join(kept)
-
-
-def _split_text(text: str, parts: int) -> list[str]:
-    """Split ``text`` at word boundaries into ``parts`` roughly equal deltas (some may be
-    empty) whose concatenation is ``text``."""
-    words = text.split(" ")
-    pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
-    if parts <= 0:
-        return []
-    out = ["" for _ in range(parts)]
-    for i, piece in enumerate(pieces):
-        out[min(parts - 1, i * parts // max(len(pieces), 1))] += piece
-    return out
-
-
-class Reply:
-    """Generates one response, in the live service's exact wire order."""
-
-    def __init__(self, session: RealtimeSession, resp: _Response) -> None:
-        self.s = session
-        self.resp = resp
-        cfg = session.session
-        ov = resp.overrides
-        self.modalities: list[str] = ov.get("output_modalities", cfg["output_modalities"])
-        out_audio = ov.get("audio", {}).get("output", {})
-        self.voice: str = out_audio.get("voice", cfg["audio"]["output"]["voice"])
-        self.max_tokens: int | str = ov.get("max_output_tokens", cfg["max_output_tokens"])
-        self.instructions: str = ov.get("instructions", cfg["instructions"])
-        self.tools: list[dict[str, Any]] = ov.get("tools", cfg["tools"])
-        self.tool_choice: Any = ov.get("tool_choice", cfg["tool_choice"])
-        self.metadata: Any = ov.get("metadata")
-        self.context: list[Item] = ov.get("input", session.items)
-        self.output: list[Item] = []
-        self.out_audio_ms = 0.0
-        self.out_text = ""
-        self.status = "completed"
-        self.reason: str | None = None
-
-    def _response(self, status: str, usage: dict[str, Any] | None) -> dict[str, Any]:
-        details: dict[str, Any] | None = None
-        if status in ("cancelled", "incomplete"):
-            details = {"type": status, "reason": self.reason}
-        return {
-            "object": "realtime.response",
-            "id": self.resp.id,
-            "status": status,
-            "status_details": details,
-            "output": [i.wire() for i in self.output],
-            "conversation_id": (
-                self.s.session["id"].replace("sess_", "conv_", 1)
-                if self.resp.in_conversation
-                else None
-            ),
-            "output_modalities": self.modalities,
-            "max_output_tokens": self.max_tokens,
-            "audio": {
-                "output": {
-                    "format": dict(self.s.session["audio"]["output"]["format"]),
-                    "voice": self.voice,
-                }
-            },
-            "usage": usage,
-            "metadata": self.metadata,
-        }
-
-    def _budget_left(self) -> float:
-        if self.max_tokens == "inf":
-            return math.inf
-        used = output_audio_tokens(self.out_audio_ms) + text_tokens(self.out_text)
-        return float(self.max_tokens) - used
-
-    def _stop_reason(self) -> str | None:
-        if self.resp.cancel_reason is not None:
-            self.status, self.reason = "cancelled", self.resp.cancel_reason
-            return self.reason
-        return None
-
-    async def _pace(self, ms: float) -> None:
-        pace = self.s.server.pace
-        await asyncio.sleep(ms / 1000 / pace if pace > 0 and math.isfinite(pace) else 0)
-
-    def _source(self) -> tuple[str, Pcm | None, Item | None]:
-        """What to say: the transcript, the exact audio to echo (if any) and the user item."""
-        for item in reversed(self.context):
-            if item.type == "function_call_output":
-                return f"The function returned: {item.output}", None, item
-            if item.type == "message" and item.role == "user":
-                if item.audio is not None and len(item.audio):
-                    return (
-                        f"You said {item.audio_ms / 1000:.1f} seconds of audio.",
-                        item.audio,
-                        item,
-                    )
-                return f"You said: {item.text}", None, item
-        return "Hello from the local voicecli server.", None, None
-
-    def _tool_to_call(self, source: Item | None) -> dict[str, Any] | None:
-        if not self.tools or self.tool_choice == "none":
-            return None
-        if source is not None and source.type == "function_call_output":
-            return None
-        if isinstance(self.tool_choice, dict):
-            return next((t for t in self.tools if t["name"] == self.tool_choice["name"]), None)
-        if self.tool_choice == "required":
-            return self.tools[0]
-        words = (source.text if source else "").lower()
-        return next((t for t in self.tools if t["name"].lower() in words), None)
-
-    async def run(self) -> None:
-        s = self.s
-        await s.inject_malformed()
-        await s.send("response.created", response=self._response("in_progress", None))
-        transcript, audio, source = self._source()
-        tool = self._tool_to_call(source)
-        if tool is not None:
-            await self._function_call(tool, source)
-        else:
-            await self._message(transcript, audio)
-        usage = self._usage()
-        s.response_finished(usage["input_tokens"])
-        await s.send("response.done", response=self._response(self.status, usage))
-        await s.send(
-            "rate_limits.updated",
-            rate_limits=[
-                {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
-                {
-                    "name": "tokens",
-                    "limit": 40000,
-                    "remaining": max(0, 40000 - usage["total_tokens"]),
-                    "reset_seconds": round(usage["total_tokens"] * 60 / 40000, 3),
-                },
-            ],
-        )
-
-    async def _add_output_item(self, item: Item) -> str | None:
-        s = self.s
-        self.output.append(item)
-        self.resp.item_ids.append(item.id)
-        await s.send(
-            "response.output_item.added",
-            response_id=self.resp.id,
-            output_index=len(self.output) - 1,
-            item=item.wire(),
-        )
-        previous = None
-        if self.resp.in_conversation:
-            previous = s.items[-1].id if s.items else None
-            s.items.append(item)
-            await s.send("conversation.item.added", previous_item_id=previous, item=item.wire())
-        return previous
-
-    async def _finish_output_item(self, item: Item, previous: str | None) -> None:
-        s = self.s
-        if self.resp.in_conversation:
-            await s.send("conversation.item.done", previous_item_id=previous, item=item.wire())
-        await s.send(
-            "response.output_item.done",
-            response_id=self.resp.id,
-            output_index=len(self.output) - 1,
-            item=item.wire(),
-        )
-
-    async def _message(self, transcript: str, audio: Pcm | None) -> None:
-        s = self.s
-        item = Item(id=new_id("item"), type="message", role="assistant", status="in_progress")
-        previous = await self._add_output_item(item)
-        ids = {
-            "response_id": self.resp.id,
-            "item_id": item.id,
-            "output_index": 0,
-            "content_index": 0,
-        }
-        if "audio" in self.modalities:
-            if audio is None:
-                audio = tone_voice(transcript)
-            await s.send(
-                "response.content_part.added", **ids, part={"type": "audio", "transcript": ""}
-            )
-            item.content.append({"type": "output_audio", "transcript": ""})
-            item.audio = np.zeros(0, np.int16)
-            said = await self._stream_audio(item, ids, transcript, audio)
-            await s.send("response.output_audio.done", **ids)
-            await s.send("response.output_audio_transcript.done", **ids, transcript=said)
-            await s.send(
-                "response.content_part.done", **ids, part={"type": "audio", "transcript": said}
-            )
-        else:
-            await s.send("response.content_part.added", **ids, part={"type": "text", "text": ""})
-            item.content.append({"type": "output_text", "text": ""})
-            said = await self._stream_text(item, ids, transcript)
-            await s.send("response.output_text.done", **ids, text=said)
-            await s.send("response.content_part.done", **ids, part={"type": "text", "text": said})
-        item.status = "completed" if self.status == "completed" else "incomplete"
-        await self._finish_output_item(item, previous)
-
-    async def _stream_audio(
-        self, item: Item, ids: dict[str, Any], transcript: str, audio: Pcm
-    ) -> str:
-        s = self.s
-        chunk = CHUNK_MS * SAMPLES_PER_MS
-        n_chunks = max(1, math.ceil(len(audio) / chunk))
-        words = _split_text(transcript, n_chunks)
-        said = ""
-        deltas = 0
-        for i in range(n_chunks):
-            if self._stop_reason():
-                break
-            pcm = audio[i * chunk : (i + 1) * chunk]
-            if self._budget_left() < output_audio_tokens(len(pcm) / SAMPLES_PER_MS) + text_tokens(
-                words[i]
-            ):
-                self.status, self.reason = "incomplete", "max_output_tokens"
-                break
-            if words[i]:
-                said += words[i]
-                self.out_text += words[i]
-                item.content[0]["transcript"] = said
-                await s.send("response.output_audio_transcript.delta", **ids, delta=words[i])
-            if len(pcm):
-                assert item.audio is not None
-                item.audio = np.concatenate([item.audio, pcm])
-                self.out_audio_ms += len(pcm) / SAMPLES_PER_MS
-                s.assistant_has_audio = True
-                await s.send("response.output_audio.delta", **ids, delta=encode_audio(pcm))
-                deltas += 1
-                limit = s.faults.drop_after_audio_deltas
-                if limit is not None and deltas >= limit:
-                    s.drop()
-                if deltas == s.faults.error_after_audio_deltas:
-                    transient = ProtocolError(
-                        "server_error", "transient", error_type="server_error"
-                    )
-                    await s.send_error(transient, None)
-            await self._pace(len(pcm) / SAMPLES_PER_MS)
-        return said
-
-    async def _stream_text(self, item: Item, ids: dict[str, Any], text: str) -> str:
-        s = self.s
-        said = ""
-        for piece in _split_text(text, len(text.split(" "))):
-            if self._stop_reason():
-                break
-            if self._budget_left() < text_tokens(self.out_text + piece) - text_tokens(
-                self.out_text
-            ):
-                self.status, self.reason = "incomplete", "max_output_tokens"
-                break
-            said += piece
-            self.out_text += piece
-            item.content[0]["text"] = said
-            await s.send("response.output_text.delta", **ids, delta=piece)
-            await self._pace(50)
-        return said
-
-    async def _function_call(self, tool: dict[str, Any], source: Item | None) -> None:
-        s = self.s
-        call_id = new_id("call", 16)
-        args = json.dumps({"text": source.text if source else ""})
-        item = Item(
-            id=new_id("item"),
-            type="function_call",
-            status="in_progress",
-            call_id=call_id,
-            name=tool["name"],
-            arguments="",
-        )
-        previous = await self._add_output_item(item)
-        ids = {"response_id": self.resp.id, "item_id": item.id, "output_index": 0}
-        for piece in _split_text(args, max(1, len(args) // 8)):
-            if self._stop_reason():
-                break
-            item.arguments = (item.arguments or "") + piece
-            self.out_text += piece
-            await s.send(
-                "response.function_call_arguments.delta", **ids, call_id=call_id, delta=piece
-            )
-            await self._pace(20)
-        await s.send(
-            "response.function_call_arguments.done",
-            **ids,
-            call_id=call_id,
-            name=tool["name"],
-            arguments=item.arguments,
-        )
-        item.status = "completed" if self.status == "completed" else "incomplete"
-        await self._finish_output_item(item, previous)
-
-    def _usage(self) -> dict[str, Any]:
-        audio_in = 0
-        text_in = text_tokens(self.instructions)
-        for item in self.context:
-            if item in self.output:
-                continue
-            if item.audio is not None:
-                ms = item.audio_ms
-                audio_in += (
-                    output_audio_tokens(ms) if item.role == "assistant" else input_audio_tokens(ms)
-                )
-            text_in += text_tokens(item.text or item.arguments or item.output or "")
-        total_in = audio_in + text_in
-        cached = min(self.s.cached_tokens(), total_in)
-        cached_audio = cached * audio_in // total_in if total_in else 0
-        out_audio = output_audio_tokens(self.out_audio_ms) if self.out_audio_ms else 0
-        out_text = text_tokens(self.out_text)
-        return {
-            "total_tokens": total_in + out_audio + out_text,
-            "input_tokens": total_in,
-            "output_tokens": out_audio + out_text,
-            "input_token_details": {
-                "text_tokens": text_in,
-                "audio_tokens": audio_in,
-                "image_tokens": 0,
-                "cached_tokens": cached,
-                "cached_tokens_details": {
-                    "text_tokens": cached - cached_audio,
-                    "audio_tokens": cached_audio,
-                    "image_tokens": 0,
-                },
-            },
-            "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio},
-        }

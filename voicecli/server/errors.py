@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -52,3 +53,33 @@ def missing_parameter(param: str) -> ProtocolError:
     return ProtocolError(
         "missing_required_parameter", f"Missing required parameter: '{param}'.", param
     )
+
+
+HANDSHAKE_REFUSALS: dict[int, tuple[str, str]] = {
+    400: (
+        "OperationNotSupported",
+        "The realtime operation does not work with the specified model. Please choose a "
+        "different model and try again.",
+    ),
+    401: (
+        "401",
+        "Access denied due to invalid subscription key or wrong API endpoint. Make sure to "
+        "provide a valid key for an active subscription and use a correct regional API "
+        "endpoint for your resource.",
+    ),
+    403: ("Forbidden", "The principal does not have permission to use this resource."),
+    404: (
+        "DeploymentNotFound",
+        "The API deployment for this resource does not exist. If you created the deployment "
+        "within the last 5 minutes, please wait a moment and try again.",
+    ),
+}
+"""Bodies of an HTTP refusal at the handshake, as Azure OpenAI words them (its JSON
+``{"error": {"code", "message"}}`` shape; the messages are its documented error texts,
+shortened). Other statuses get a generic body of the same shape."""
+
+
+def handshake_refusal_body(status: int) -> str:
+    """The JSON body refusing a handshake with ``status`` (see :data:`HANDSHAKE_REFUSALS`)."""
+    code, message = HANDSHAKE_REFUSALS.get(status, (str(status), "Request refused."))
+    return json.dumps({"error": {"code": code, "message": message}}) + "\n"

@@ -24,10 +24,26 @@ class Faults:
     delay_ms: float = 0.0
     #: Before each reply, send these malformed frames (see :data:`MALFORMED_KINDS`).
     malformed_before_reply: tuple[str, ...] = field(default_factory=tuple)
-    #: Expire sessions this many seconds after they start (error ``session_expired``, close).
+    #: Expire sessions this many seconds after they start (error ``session_expired``, then
+    #: close 1001 with the live text; see ``RealtimeSession._expiry_watchdog``).
     expire_after_s: float | None = None
+    #: At expiry, close without the ``session_expired`` error event first (only the close
+    #: 1001 "Your session hit the maximum duration of 60 minutes.", as also seen live).
+    expire_without_error: bool = False
     #: Answer the next N WebSocket handshakes with HTTP 503 (decremented per refusal).
     refuse_connections: int = 0
+    #: Answer every WebSocket handshake with this HTTP status (400, 401, 403, 404...) and
+    #: a JSON body shaped like the live service's (see ``errors.HANDSHAKE_REFUSALS``), until
+    #: cleared. Azure answers 400 ``OperationNotSupported`` for a deployment that cannot
+    #: do realtime and 404 ``DeploymentNotFound`` for a wrong deployment name.
+    refuse_handshake_with: int | None = None
+    #: End every response ``failed`` with this error code (``insufficient_quota``,
+    #: ``server_error``...) in ``status_details.error``, before any output (see
+    #: ``reply.FAILURES``).
+    fail_responses_with: str | None = None
+    #: Emulate live models that answer in text only once the history they are given is
+    #: text: audio asked for, but every assistant message in the context is text.
+    text_only_after_text_history: bool = False
     #: Stall the next connection that reads or sends: stop reading and sending for S seconds
     #: (the transport is paused, so pings go unanswered). Consumed (reset to 0) when it fires.
     stall_s: float = 0.0

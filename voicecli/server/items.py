@@ -17,8 +17,11 @@ from voicecli.server.synth import Pcm, audio_ms, new_id
 _CONTENT_TYPES = {
     "user": ("input_text", "input_audio", "input_image"),
     "system": ("input_text",),
-    "assistant": ("output_text", "output_audio"),
+    "assistant": ("output_text",),
 }
+"""Content a client may give each role. Assistant ``output_audio`` is refused: the live
+service rejects assistant audio items from the client, so a replay must send what the
+assistant said as ``output_text`` (``/work/shared/realtime-protocol.md``)."""
 
 
 @dataclass

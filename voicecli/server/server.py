@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from voicecli.server.connection import RealtimeSession
+from voicecli.server.errors import handshake_refusal_body
 from voicecli.server.faults import Faults
 from voicecli.server.session_config import model_is_known
 from voicecli.server.synth import new_id
@@ -59,8 +60,12 @@ class RealtimeServer:
         *,
         pace: float = 5.0,
         record: bool = True,
+        azure_deployments: tuple[str, ...] | None = None,
     ) -> None:
         self.host = host
+        self.azure_deployments = azure_deployments
+        """Azure mode: the transcription deployments that exist (a transcription model
+        must be one of them, as on Azure OpenAI); None: OpenAI mode, any model."""
         self._port = port
         self._api_key = api_key
         self.faults = faults if faults is not None else Faults()
@@ -127,6 +132,12 @@ class RealtimeServer:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if urlsplit(request.path).path.rstrip("/") not in PATHS:
             return connection.respond(HTTPStatus.NOT_FOUND, "Not found: use /v1/realtime\n")
+        refuse = self.faults.refuse_handshake_with
+        if refuse is not None:
+            self.refused += 1
+            response = connection.respond(HTTPStatus(refuse), handshake_refusal_body(refuse))
+            response.headers["Content-Type"] = "application/json"
+            return response
         if self.faults.refuse_connections > 0:
             self.faults.refuse_connections -= 1
             self.refused += 1
@@ -282,11 +293,20 @@ class BackgroundServer:
         self.close()
 
 
-def serve_forever(host: str = "127.0.0.1", port: int = 8765, api_key: str | None = None) -> int:
-    """Run the server until Ctrl+C or SIGTERM (``voicecli serve``). Returns an exit code."""
+def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    api_key: str | None = None,
+    *,
+    azure_deployments: tuple[str, ...] | None = None,
+) -> int:
+    """Run the server until Ctrl+C or SIGTERM (``voicecli serve``; ``--azure`` gives
+    ``azure_deployments``). Returns an exit code."""
 
     async def main() -> int:
-        server = RealtimeServer(host, port, api_key, record=False)
+        server = RealtimeServer(
+            host, port, api_key, record=False, azure_deployments=azure_deployments
+        )
         try:
             await server.start()
         except ServerStartError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from voicecli.server.errors import (
@@ -190,10 +190,17 @@ def check_tool_choice(value: Any, path: str) -> str | dict[str, Any]:
     return {"type": "function", "name": choice["name"]}
 
 
-def _check_turn_detection(value: Any, current: Any, path: str) -> dict[str, Any] | None:
+def _check_turn_detection(value: Any, path: str) -> dict[str, Any] | None:
+    """``turn_detection`` replaces the session's as a whole object: ``type`` is required
+    (it is the discriminator of the SDK's ``RealtimeAudioInputTurnDetection`` union, and
+    the live service rejects an object without it), and fields left out take their
+    defaults, not the session's previous values (``/work/shared/realtime-protocol.md``:
+    "replaced as whole objects")."""
     if value is None:
         return None
     td = _obj(value, path)
+    if "type" not in td:
+        raise missing_parameter(f"{path}.type")
     kind = _enum(td.get("type"), f"{path}.type", ("server_vad", "semantic_vad"))
     if kind == "server_vad":
         _keys(td, tuple(SERVER_VAD_DEFAULTS), path)
@@ -201,8 +208,7 @@ def _check_turn_detection(value: Any, current: Any, path: str) -> dict[str, Any]
     else:
         _keys(td, tuple(SEMANTIC_VAD_DEFAULTS), path)
         base = SEMANTIC_VAD_DEFAULTS
-    # Same type: only the fields present change; a new type starts from its defaults.
-    out = dict(current) if isinstance(current, dict) and current.get("type") == kind else dict(base)
+    out = dict(base)
     for key, val in td.items():
         p = f"{path}.{key}"
         if key == "threshold":
@@ -218,7 +224,23 @@ def _check_turn_detection(value: Any, current: Any, path: str) -> dict[str, Any]
     return out
 
 
-def _check_audio_input(value: Any, current: dict[str, Any], path: str) -> None:
+def _check_transcription_model(model: str, path: str, deployments: Collection[str] | None) -> None:
+    """In Azure mode (``deployments`` given) the model must name a transcription
+    deployment of the resource: Azure OpenAI resolves ``transcription.model`` as a
+    deployment name and rejects the whole ``session.update`` when there is none
+    (``/work/shared/realtime-protocol.md``, Azure)."""
+    if deployments is not None and model not in deployments:
+        known = ", ".join(f"'{d}'" for d in deployments) or "none"
+        raise invalid_value(
+            path,
+            f"'{model}'. The API deployment for this resource does not exist "
+            f"(transcription deployments: {known}).",
+        )
+
+
+def _check_audio_input(
+    value: Any, current: dict[str, Any], path: str, deployments: Collection[str] | None
+) -> None:
     ai = _obj(value, path)
     _keys(ai, ("format", "noise_reduction", "transcription", "turn_detection"), path)
     for key, val in ai.items():
@@ -243,11 +265,13 @@ def _check_audio_input(value: Any, current: dict[str, Any], path: str) -> None:
                 out: dict[str, Any] = {}
                 for k, v in tr.items():
                     out[k] = _str(v, f"{p}.{k}")
+                # a whole object: without a model it is refused, never merged
                 if not out.get("model"):
                     raise missing_parameter(f"{p}.model")
+                _check_transcription_model(out["model"], f"{p}.model", deployments)
                 current[key] = out
         elif key == "turn_detection":
-            current[key] = _check_turn_detection(val, current.get(key), p)
+            current[key] = _check_turn_detection(val, p)
 
 
 def _check_audio_output(value: Any, current: dict[str, Any], path: str, voice_locked: bool) -> None:
@@ -287,10 +311,16 @@ SESSION_FIELDS = (
 
 
 def merge_session_update(
-    current: Mapping[str, Any], patch: Any, *, voice_locked: bool
+    current: Mapping[str, Any],
+    patch: Any,
+    *,
+    voice_locked: bool,
+    transcription_deployments: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Return the effective session after ``patch``; raise :class:`ProtocolError` (and
-    change nothing) if any field is unknown or invalid."""
+    change nothing: the live service rejects an update as a whole) if any field is
+    unknown or invalid. ``transcription_deployments``: Azure mode, the transcription
+    models that exist (None: any model)."""
     path = "session"
     s = _obj(patch, path)
     _keys(s, SESSION_FIELDS, path)
@@ -312,7 +342,9 @@ def merge_session_update(
             audio = _obj(val, p)
             _keys(audio, ("input", "output"), p)
             if "input" in audio:
-                _check_audio_input(audio["input"], out["audio"]["input"], f"{p}.input")
+                _check_audio_input(
+                    audio["input"], out["audio"]["input"], f"{p}.input", transcription_deployments
+                )
             if "output" in audio:
                 _check_audio_output(
                     audio["output"], out["audio"]["output"], f"{p}.output", voice_locked

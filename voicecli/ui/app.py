@@ -395,9 +395,10 @@ class VoiceApp(App[int]):
             if self._reply_ack:
                 self.ack("response done")
         else:
-            reason = f" ({note.reason})" if note.reason else ""
+            reason = f" ({note.why})" if note.why else ""
             self.ack(f"response {note.status}{reason}")
-            self.notify(f"response {note.status}{reason}", severity="warning")
+            if note.status != "failed":  # a failure comes as the engine's error notice
+                self.notify(f"response {note.status}{reason}", severity="warning")
 
     def _settle_heap(self) -> None:
         """Between turns, move what survived into Python's permanent GC generation.

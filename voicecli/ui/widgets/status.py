@@ -69,9 +69,14 @@ def render_status(status: EngineStatus, now: float, started_at: float, ack: str)
         t.append("  │ ")
     t.append("response ")
     t.append(status.response, style=RESPONSE_STYLE.get(status.response, ""))
+    if status.response_error:  # why the last response failed, until one completes
+        t.append(f" (failed: {status.response_error.split(':', 1)[0]})", style="bold red")
     latency = "—" if status.last_latency_ms is None else f"{status.last_latency_ms:.0f} ms"
     t.append(f"  │ latency {latency}")
-    t.append(f"  │ tokens {status.input_tokens}↑ {status.output_tokens}↓ ≈ ${status.cost_usd:.4f}")
+    price = "" if status.cost_usd is None else f" ≈ ${status.cost_usd:.4f}"
+    t.append(f"  │ tokens {status.input_tokens}↑ {status.output_tokens}↓{price}")
+    if status.transcription_usd:
+        t.append(f" + transcription ${status.transcription_usd:.4f}")
     expires = status.expires_at if status.expires_at is not None else started_at + SESSION_LIMIT_S
     left = expires - now
     t.append("  │ left ")
