@@ -62,7 +62,7 @@ async def endpoint_and_key(cfg: Config, tmp: Path) -> Any:
     except (ConfigError, ValueError, ConnectionFailed) as exc:
         return str(exc)
     key = resolve_api_key(cfg, env={"OPENAI_API_KEY": "sk-from-default", "MY_KEY": "sk-mine"})
-    return endpoint.url, sorted(auth_headers(endpoint, "k")), key
+    return endpoint.url, sorted(auth_headers(endpoint, "k", cfg.connection.auth)), key
 
 
 def _mic_scenario() -> tuple[np.ndarray, np.ndarray]:
@@ -178,6 +178,7 @@ CASES: dict[str, Case] = {
     "connection.url": Case("wss://voice.example.com/v1/realtime", endpoint_and_key),
     "connection.model": Case("gpt-realtime-mini", endpoint_and_key),
     "connection.provider": Case("azure", endpoint_and_key),
+    "connection.auth": Case("api-key", endpoint_and_key),
     "connection.insecure": Case(True, endpoint_and_key, REMOTE_WS),
     "connection.api_key_env": Case("MY_KEY", endpoint_and_key),
     "connection.api_key_command": Case(
