@@ -102,9 +102,7 @@ class McpServer:
         out = {key: _ENV_REF_RE.sub(fill, value) for key, value in self.headers.items()}
         if self.bearer_token_env is not None:
             if self.bearer_token_env not in env:
-                raise MissingEnvironment(
-                    f"environment variable {self.bearer_token_env} is not set"
-                )
+                raise MissingEnvironment(f"environment variable {self.bearer_token_env} is not set")
             out["Authorization"] = f"Bearer {env[self.bearer_token_env]}"
         return out
 
@@ -144,9 +142,11 @@ def _server(name: str, table: Any) -> McpServer:
     if (command is None) == (url is None):
         raise ToolConfigError(prefix, 'needs either command = "..." (stdio) or url = "..." (HTTP)')
     if command is not None and not command.strip():
-        raise ToolConfigError(f"{prefix}.command", "expected a program name or path, got \"\"")
+        raise ToolConfigError(f"{prefix}.command", 'expected a program name or path, got ""')
     if url is not None and not re.fullmatch(r"https?://[^/?#\s]+\S*", url, re.IGNORECASE):
-        raise ToolConfigError(f"{prefix}.url", f"expected an http:// or https:// URL, got {_show(url)}")
+        raise ToolConfigError(
+            f"{prefix}.url", f"expected an http:// or https:// URL, got {_show(url)}"
+        )
     for key in ("args", "env", "cwd") if url is not None else ("headers", "bearer_token_env"):
         if key in table:
             other = "url" if url is not None else "command"

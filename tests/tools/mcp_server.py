@@ -7,7 +7,8 @@ Run as ``python -m tests.tools.mcp_server [stdio|http PORT]``. Its tools:
 * ``sleep(seconds)``: waits, then returns ``slept`` (timeouts);
 * ``fail(message)``: a tool error (``is_error``);
 * ``crash()``: the server process exits at once (a crashed server);
-* ``pid()``: the server's process id (tests check that it dies with voicecli).
+* ``pid()``: the server's process id (tests check that it dies with voicecli);
+* ``hang()``: blocks the server's event loop (it no longer notices its stdin closing).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -51,6 +53,12 @@ def crash() -> str:
 @server.tool(description="The server's process id")
 def pid() -> str:
     return str(os.getpid())
+
+
+@server.tool(description="Block the server's event loop")
+async def hang() -> str:
+    time.sleep(600)  # on purpose: stdin's end of file goes unnoticed
+    return "woke"
 
 
 if __name__ == "__main__":

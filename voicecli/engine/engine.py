@@ -47,6 +47,7 @@ from voicecli.engine.playback import PlaybackTracker
 from voicecli.engine.status import ConnectionState, EngineStatus, TurnMode, next_turn_mode
 from voicecli.engine.supervisor import ROTATE, Backoff, Supervisor
 from voicecli.engine.tasks import reap
+from voicecli.engine.toolcalls import ToolCalls
 from voicecli.engine.turns import Action, Append, BargeIn, Clear, Commit
 from voicecli.history import SessionLog
 from voicecli.protocol.client_events import ClientEvents, JsonEvent
@@ -70,6 +71,7 @@ from voicecli.protocol.notifications import (
 )
 from voicecli.protocol.outbox import ACTIVE_RESPONSE, Outbox
 from voicecli.session import SessionModel, SessionShapeError
+from voicecli.tools import ToolRunner
 from voicecli.writer import DiskWriter
 
 log = logging.getLogger(__name__)
@@ -177,6 +179,21 @@ class Engine:
             fail=self._fail,
             endpoint=self._status.endpoint,
         )
+        self.tools = ToolCalls(
+            self.conversation,
+            self._ev,
+            send=self._send,
+            request_response=self._request_response,
+            cancel=self.cancel,
+            publish=self._publish,
+        )
+        """Function calls; a front end sets ``tools.approver`` to be asked."""
+        self.tools.runner = ToolRunner(
+            config.mcp_servers,
+            lambda text: self._publish(Notice("warning", text)),
+            log_dir=config.data_dir / "mcp",
+        )
+        self._tools_ready = asyncio.Event()
         self._connected = asyncio.Event()
         self._rotate_timer: asyncio.TimerHandle | None = None
         self._resume_response = False
@@ -213,11 +230,13 @@ class Engine:
         self._open_history()
         await self._playback.start()
         mic_task = asyncio.create_task(self._mic_loop(), name="voicecli-mic")
+        tools_task = asyncio.create_task(self._start_tools(), name="voicecli-tools")
         try:
             await self._supervisor.run()
         finally:
             self._stop_source()
-            await reap([mic_task])
+            await reap([mic_task, tools_task])
+            await self.tools.aclose()
             if self._rotate_timer is not None:
                 self._rotate_timer.cancel()
             await self._playback.close()
@@ -249,6 +268,10 @@ class Engine:
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
+
+    async def wait_tools(self) -> None:
+        """Until the MCP servers started (or failed) and their tools are declared."""
+        await self._tools_ready.wait()
 
     # actions -------------------------------------------------------------------------
 
@@ -319,6 +342,18 @@ class Engine:
         event = self._ev.session_update(update)
         self._send(event)
         return str(event["event_id"])
+
+    async def _start_tools(self) -> None:
+        try:
+            tools = await self.tools.start()
+            if tools:
+                self._send_update(self.session.set_tools(tools))
+        finally:
+            self._tools_ready.set()
+
+    def _request_response(self) -> None:
+        self._outbox.request_response()
+        self._outbox_ready.set()
 
     def _follow_turn_mode(self) -> None:
         """Make the client's turn control match the session model's turn mode."""
@@ -463,6 +498,7 @@ class Engine:
                 if isinstance(note, ServerError) and note.code in FATAL_CODES:
                     # the server closes right after: retrying cannot help
                     self._fail(f"the server refused the session: {note.message}")
+            self.tools.on_event(event)
             if self._fatal:
                 return
             if any(isinstance(n, ServerError) and n.code == "session_expired" for n in notes):
@@ -522,7 +558,9 @@ class Engine:
         item = self.conversation.item(item_id)
         # a typed message is final at once; spoken input is when its transcript is
         # (or at once, when transcription is off and no transcript will come)
-        if item is not None and item.role == "user":
+        if item is not None and item.type == "function_call_output":
+            self._journal.log(item.id)
+        elif item is not None and item.role == "user":
             typed = any(p.type == "input_text" for p in item.parts)
             if typed or not self._transcription_enabled():
                 self._journal.log(item.id)
@@ -542,6 +580,7 @@ class Engine:
 
     def _on_response_done(self, note: ResponseDone) -> None:
         self._outbox.response_done()
+        self.tools.response_done(note.response_id)
         self._playback.response_done(note.response_id)
         usage = note.usage
         if usage is not None:

@@ -32,6 +32,10 @@ class Faults:
     #: (the transport is paused, so pings go unanswered). Consumed (reset to 0) when it fires.
     stall_s: float = 0.0
 
+    #: Emulation, not a fault: a user audio turn (the server cannot transcribe it) calls
+    #: the first declared function tool (see :mod:`voicecli.server.tools`).
+    call_tools_on_audio: bool = False
+
     def take_stall(self) -> float:
         """Return the pending stall duration and clear it."""
         s, self.stall_s = self.stall_s, 0.0

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from voicecli.aio import timeout
+from voicecli.toolconfig import INSTALL_HINT, Approval, McpServer, MissingEnvironment
 from voicecli.tools.guard import guarded
 from voicecli.tools.names import function_name, unique_name
-from voicecli.toolconfig import INSTALL_HINT, Approval, McpServer, MissingEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +171,7 @@ class ToolRunner:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 streams = await stack.enter_async_context(await self._transport(config))
-                session = await stack.enter_async_context(
-                    mcp.ClientSession(streams[0], streams[1])
-                )
+                session = await stack.enter_async_context(mcp.ClientSession(streams[0], streams[1]))
                 await session.initialize()
                 tools: list[Any] = []
                 cursor = None
@@ -193,7 +191,7 @@ class ToolRunner:
             if not ready.done():
                 ready.cancel()
             raise
-        except BaseException as exc:  # noqa: BLE001 - anyio groups wrap the cause
+        except BaseException as exc:
             if not ready.done():
                 ready.set_exception(_cause(exc))
             else:
@@ -222,9 +220,9 @@ class ToolRunner:
     async def _errlog(self, name: str) -> TextIO:
         def open_log() -> TextIO:
             if self._log_dir is None:
-                return open(os.devnull, "w")  # noqa: SIM115 - closed by aclose
+                return open(os.devnull, "w")
             self._log_dir.mkdir(parents=True, exist_ok=True)
-            return open(self._log_dir / f"{name}.log", "a", encoding="utf-8")  # noqa: SIM115
+            return open(self._log_dir / f"{name}.log", "a", encoding="utf-8")
 
         errlog = await asyncio.to_thread(open_log)
         self._errlogs.append(errlog)
@@ -288,6 +286,8 @@ class ToolRunner:
         task = server.task
         if task is None:
             return
+        if server.session is None:
+            task.cancel()  # still starting: the SDK's shutdown runs shielded
         try:
             # the SDK's own shutdown is bounded (stdin closed, then a kill after 2 s)
             async with timeout(10.0):
