@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from voicecli.config import Config
 from voicecli.engine import Engine, EventLogged, Notice, StatusChanged, TurnLogged
 from voicecli.engine.engine import Backoff
 from voicecli.engine.status import TurnMode
+from voicecli.engine.toolcalls import headless_approver
 from voicecli.protocol.notifications import (
     AudioDelta,
     Notification,
@@ -93,8 +95,8 @@ class _Ask:
             if not self.text_only:
                 self.audio.append(note.pcm)
         elif isinstance(note, ResponseDone):
-            if self.response is None:
-                self.response = note
+            if self.response is None and not self.engine.tools.continues(note.response_id):
+                self.response = note  # the answer (not a response that called tools)
         elif isinstance(note, TurnLogged):
             self.logged.add(note.item_id)
         elif isinstance(note, ServerError):
@@ -218,6 +220,8 @@ async def _run(config: Config, args: argparse.Namespace, api_key: str | None) ->
         backoff=Backoff(max_attempts=0),
         max_turns=1,
     )
+    say = functools.partial(print, "voicecli ask:", file=sys.stderr)
+    engine.tools.approver = headless_approver(getattr(args, "approve_tools", False), say)
     ask = _Ask(engine, transcript, args.text_only)
     engine.subscribe(ask.on_note)
     if not args.mic:

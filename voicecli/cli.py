@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--text-only", action="store_true", help="ask for a text answer only")
     ask.add_argument("--mic", action="store_true", help="record the question from the mic")
     ask.add_argument("--play", action="store_true", help="play the answer on the speaker")
+    ask.add_argument(
+        "--approve-tools", action="store_true", help="run tool calls that need approval"
+    )
     _add_connection_options(ask, sub=True)
 
     serve = subs.add_parser("serve", help="run the local Realtime server (tests, offline demo)")

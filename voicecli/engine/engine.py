@@ -693,6 +693,8 @@ class Engine:
     async def _mic_loop(self) -> None:
         if self._source is None or not await self._until_connected_or_closing():
             return
+        if not self._live:
+            await self._tools_ready.wait()  # a file can wait for the tools; a mic cannot
         closing = self._supervisor.closing
         try:
             async with self._source as source:

@@ -230,6 +230,22 @@ class ToolCalls:
             self._request_response()
 
 
+def headless_approver(approve_all: bool, say: Callable[[str], None]) -> Approver:
+    """The approver of a run nobody watches (``voicecli ask``): approves every call when
+    ``approve_all`` (``--approve-tools``), else declines it and says so in one line."""
+
+    async def approver(request: ApprovalRequest) -> Decision:
+        if approve_all:
+            return "approve"
+        say(
+            f"tool {request.name} needs approval: declined "
+            "(--approve-tools would allow it)"
+        )
+        return "decline"
+
+    return approver
+
+
 def _parse_arguments(raw: str) -> tuple[dict[str, Any], str | None]:
     """The call's arguments as an object, or an error text for the model."""
     try:
@@ -241,4 +257,4 @@ def _parse_arguments(raw: str) -> tuple[dict[str, Any], str | None]:
     return value, None
 
 
-__all__ = ["ApprovalRequest", "Approver", "Decision", "ToolCalls"]
+__all__ = ["ApprovalRequest", "Approver", "Decision", "ToolCalls", "headless_approver"]
