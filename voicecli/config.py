@@ -646,7 +646,8 @@ def _build(
     try:
         mcp_servers = parse_mcp_servers(merged.get("mcp_servers"))
     except ToolConfigError as exc:
-        where = next((s for k, s in origin.items() if k.startswith(exc.key)), "defaults")
+        server = ".".join(exc.key.split(".")[:2])  # the file that set this server's keys
+        where = next((s for k, s in origin.items() if f"{k}.".startswith(f"{server}.")), "?")
         raise ConfigError(where, exc.key, exc.expected) from None
     return Config(
         connection=sections["connection"],
