@@ -63,13 +63,39 @@ class _Turn:
 ROLE_STYLE = {"user": "bold cyan", "assistant": "bold green", "system": "bold magenta"}
 
 
-def render_item(item: ItemView) -> RenderableType:
-    """One turn as Rich text: a role header line and the body."""
+FOLD_AT = 100
+"""Characters of a tool call's arguments or output shown on its one line."""
+CALL_STATUS_STYLE = {"done": "green", "declined": "yellow", "waiting": "bold magenta"}
+
+
+def fold(text: str, limit: int = FOLD_AT) -> str:
+    """``text`` on one line, cut at ``limit`` characters."""
+    one = " ".join(text.split())
+    return one if len(one) <= limit else one[: limit - 1] + "…"
+
+
+def call_status(status: str, elapsed_ms: float) -> str:
+    """A call's status as shown: running / done in N ms / declined / failed..."""
+    if status == "waiting":
+        return "waiting for approval"
+    if status in ("done", "failed", "timeout"):
+        return f"{status} in {elapsed_ms:.0f} ms"
+    return status
+
+
+def render_item(item: ItemView, call: tuple[str, float] | None = None) -> RenderableType:
+    """One turn as Rich text: a role header line and the body. A function call is one
+    line (``call``: its status and time, when known); its output one folded line."""
     if item.type == "function_call":
-        head = Text("ƒ call ", style="bold yellow") + Text(f"{item.name or '?'}")
-        return Group(head, Text(item.arguments or "", style="yellow"))
+        line = Text("ƒ ", style="bold yellow") + Text(item.name or "?", style="bold")
+        line.append(f" {fold(item.arguments or '', FOLD_AT // 2)}", style="yellow")
+        if call is not None:
+            status, elapsed_ms = call
+            style = CALL_STATUS_STYLE.get(status, "red" if status != "running" else "dim")
+            line.append(f"  {call_status(status, elapsed_ms)}", style=style)
+        return line
     if item.type == "function_call_output":
-        return Group(Text("ƒ result", style="bold yellow"), Text(item.output or "", style="yellow"))
+        return Text("  ↳ ", style="bold yellow") + Text(fold(item.output or ""), style="yellow")
     role = item.role or "?"
     head = Text(role, style=ROLE_STYLE.get(role, "bold"))
     if item.status == "incomplete":
@@ -112,6 +138,7 @@ class TranscriptView(ScrollView, can_focus=True):
         self._order_dirty = True
         self._dirty = True
         self._error_count = 0
+        self._calls: dict[str, tuple[str, float]] = {}  # call item id -> status, ms
         self.repaints = 0
         """Number of flushes that changed something (the benchmark reads it)."""
 
@@ -128,6 +155,11 @@ class TranscriptView(ScrollView, can_focus=True):
         else:
             turn.width = -1
         self._dirty = True
+
+    def tool_call_changed(self, item_id: str, status: str, elapsed_ms: float) -> None:
+        """A function call's status changed (waiting, running, done in N ms...)."""
+        self._calls[item_id] = (status, elapsed_ms)
+        self.item_changed(item_id)
 
     def structure_changed(self) -> None:
         """Items were added, deleted or reordered."""
@@ -174,7 +206,8 @@ class TranscriptView(ScrollView, can_focus=True):
             renderable = Text("⚠ " + turn.error, style="bold red")
         else:
             item = self.conversation.item(turn.key)
-            renderable = render_item(item) if item is not None else Text("")
+            call = self._calls.get(item.id) if item is not None else None
+            renderable = render_item(item, call) if item is not None else Text("")
         console = self.app.console
         options = console.options.update_width(max(width, 1))
         lines = console.render_lines(renderable, options, pad=False)
