@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.engine.conftest import Recorder, config_for, history_records, recorder, stop
 from tests.engine.test_reconnect import FAST, text_engine
-from tests.sdk_strict import validate_client_event
+from tests.sdk_strict import validate_client_event, validate_server_event
 from tests.tools.conftest import STARTUP_S, stdio_table
 from voicecli.config import Config
 from voicecli.engine import Engine
@@ -69,6 +69,8 @@ async def test_an_auto_tool_runs_and_the_reply_quotes_it(
         await stop(engine, task)
     for event in server.received:
         validate_client_event(event)
+    for event in server.sent:
+        validate_server_event(event)  # the emulated function calls too
     assert [o["output"] for o in outputs(server)] == ["echo: hello tools"]
     kinds = [e["type"] for e in server.received]
     after_output = kinds[kinds.index("conversation.item.create", kinds.index("response.create")) :]

@@ -14,6 +14,7 @@ import pytest
 
 from tests.tools.conftest import ROOT, alive, gone, servers, stdio_table
 from voicecli.tools import ToolRunner
+from voicecli.tools import runner as runner_module
 from voicecli.tools.names import VALID_NAME
 
 
@@ -181,3 +182,22 @@ async def test_an_http_header_naming_an_unset_variable_is_one_notice(http_server
         "MCP server 'web' failed to start: environment variable "
         "VOICECLI_TEST_NO_SUCH_TOKEN is not set"
     ]
+
+
+async def test_without_the_mcp_extra_one_line_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def missing() -> None:
+        raise ModuleNotFoundError("No module named 'mcp'")
+
+    monkeypatch.setattr(runner_module, "_import_mcp", missing)
+    warnings: list[str] = []
+    runner = ToolRunner(servers(t=stdio_table()), warnings.append)
+    assert await runner.start() == []
+    await runner.aclose()
+    assert warnings == [
+        "tools are off: MCP servers need the mcp extra: pip install 'voicecli[mcp]'"
+    ]
+    quiet = ToolRunner(servers(t=stdio_table(enabled=False)), warnings.append)
+    assert await quiet.start() == []  # nothing enabled: the package is not even looked for
+    assert len(warnings) == 1
