@@ -231,3 +231,30 @@ def test_the_reply_quotes_every_output_since_the_question() -> None:
     ]
     assert quote_outputs(items) == "The function returned: one The function returned: two"
     assert quote_outputs(items[:1]) is None
+
+
+def test_the_example_config_documents_every_key_and_parses() -> None:
+    from voicecli.toolconfig import _KEYS
+
+    text = (Path(__file__).resolve().parents[2] / "config.example.toml").read_text()
+    start = text.index("# [mcp_servers.files]")
+    lines = [line[2:] if line.startswith("# ") else "" for line in text[start:].splitlines()]
+    example = "\n".join(lines)
+    for key in _KEYS:
+        assert f"\n{key} = " in example or key == "tools", key
+    from voicecli.config import tomllib  # tomli on Python 3.10
+
+    servers = parse_mcp_servers(tomllib.loads(example)["mcp_servers"])
+    assert servers["files"].approval_for("read_text_file") == "auto"
+    assert servers["search"].bearer_token_env == "SEARCH_TOKEN"
+
+
+async def test_a_hosted_server_is_one_notice() -> None:
+    from voicecli.tools import ToolRunner
+
+    warnings: list[str] = []
+    runner = ToolRunner(
+        parse_mcp_servers({"remote": {"url": "https://h/mcp", "hosted": True}}), warnings.append
+    )
+    assert await runner.start() == []
+    assert warnings == ["MCP server 'remote': hosted = true is not supported yet; it is off"]

@@ -103,6 +103,7 @@ class ToolRunner:
         env: Mapping[str, str] = os.environ,
     ) -> None:
         self._configs = [s for s in servers.values() if s.enabled and not s.hosted]
+        self._hosted = [s.name for s in servers.values() if s.enabled and s.hosted]
         self._warn = warn
         self._log_dir = log_dir
         self._env = env
@@ -122,6 +123,8 @@ class ToolRunner:
 
     async def start(self) -> list[ToolSpec]:
         """Start every enabled server and list its tools; returns all the tools."""
+        for name in self._hosted:
+            self._warn(f"MCP server {name!r}: hosted = true is not supported yet; it is off")
         if not self._configs:
             return []
         try:
