@@ -4,6 +4,7 @@ across files; tool names for the API; the local server's call emulation."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -238,7 +239,8 @@ def test_the_example_config_documents_every_key_and_parses() -> None:
 
     text = (Path(__file__).resolve().parents[2] / "config.example.toml").read_text()
     start = text.index("# [mcp_servers.files]")
-    lines = [line[2:] if line.startswith("# ") else "" for line in text[start:].splitlines()]
+    setting = re.compile(r"#\s+(\[.+\]|[a-z_]+ = .*)")
+    lines = [m.group(1) for m in map(setting.fullmatch, text[start:].splitlines()) if m]
     example = "\n".join(lines)
     for key in _KEYS:
         assert f"\n{key} = " in example or key == "tools", key
