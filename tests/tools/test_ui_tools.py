@@ -39,23 +39,27 @@ async def test_the_modal_shows_the_call_and_y_runs_it(tmp_path: Path) -> None:
             await connected(pilot)
             assert isinstance(app.engine, Engine)
             await until(pilot, lambda: app.engine._tools_ready.is_set(), STARTUP_S)  # type: ignore[union-attr]
-            screen = await ask_tool(pilot, app, 'call t__echo {"text": "from the modal"}')
+            long = "from the modal " + "x" * 150
+            screen = await ask_tool(pilot, app, f'call t__echo {{"text": "{long}"}}')
             title = str(screen.query_one("#tool-title", Static).content)
             assert "echo" in title and "on the MCP server t" in title
             args = str(screen.query_one("#tool-arguments-text", Static).content)
-            assert '"text": "from the modal"' in args
+            assert f'"text": "{long}"' in args
             await pilot.press("y")
-            await until(
-                pilot,
-                lambda: "The function returned: echo: from the modal" in app.transcript.markdown(),
-                20,
-            )
-            app.transcript.flush_now()
-            lines = [str(s.text) for t in app.transcript._turns for s in t.lines]
-            assert any(line.startswith("ƒ t__echo") and " done in " in line for line in lines), (
-                lines
-            )
-            assert any(line.startswith("  ↳ echo: from the modal") for line in lines), lines
+            reply = f"The function returned: echo: {long}"
+            await until(pilot, lambda: reply in app.transcript.markdown(), 20)
+            view = app.transcript
+            view.flush_now()
+            lines = [str(s.text).rstrip() for t in view._turns for s in t.lines]
+            assert any(line.startswith("ƒ t__echo") and " done in " in line for line in lines)
+            folded_line = next(line for line in lines if line.startswith("  ↳ echo: from"))
+            assert folded_line.endswith("…"), lines
+            # a click on the folded output shows it whole
+            index = next(i for i, t in enumerate(view._turns) if "↳" in str(t.lines[0].text))
+            await pilot.click(view, offset=(5, view._offsets[index] - view.scroll_offset.y))
+            view.flush_now()
+            whole = "".join(str(s.text).strip() for s in view._turns[index].lines)
+            assert "x" * 150 in whole and "…" not in whole
             # a: approved for the session, no second prompt
             screen = await ask_tool(pilot, app, 'call t__echo {"text": "again"}')
             await pilot.press("a")
@@ -63,7 +67,7 @@ async def test_the_modal_shows_the_call_and_y_runs_it(tmp_path: Path) -> None:
             await pilot.press("t", *'call t__echo {"text": "third"}', "enter")
             await until(pilot, lambda: len(outputs(server)) == 3, 20)
             assert not isinstance(app.screen, ToolApprovalScreen)
-    assert outputs(server) == ["echo: from the modal", "echo: again", "echo: third"]
+    assert outputs(server) == [f"echo: {long}", "echo: again", "echo: third"]
 
 
 async def test_n_declines_and_escape_declines_and_stops(tmp_path: Path) -> None:

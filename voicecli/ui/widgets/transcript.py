@@ -15,6 +15,7 @@ from typing import Protocol
 
 from rich.console import Group, RenderableType
 from rich.text import Text
+from textual import events
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -83,9 +84,12 @@ def call_status(status: str, elapsed_ms: float) -> str:
     return status
 
 
-def render_item(item: ItemView, call: tuple[str, float] | None = None) -> RenderableType:
+def render_item(
+    item: ItemView, call: tuple[str, float] | None = None, expanded: bool = False
+) -> RenderableType:
     """One turn as Rich text: a role header line and the body. A function call is one
-    line (``call``: its status and time, when known); its output one folded line."""
+    line (``call``: its status and time, when known); its output one folded line, or
+    all of it when ``expanded``."""
     if item.type == "function_call":
         line = Text("ƒ ", style="bold yellow") + Text(item.name or "?", style="bold")
         line.append(f" {fold(item.arguments or '', FOLD_AT // 2)}", style="yellow")
@@ -95,7 +99,9 @@ def render_item(item: ItemView, call: tuple[str, float] | None = None) -> Render
             line.append(f"  {call_status(status, elapsed_ms)}", style=style)
         return line
     if item.type == "function_call_output":
-        return Text("  ↳ ", style="bold yellow") + Text(fold(item.output or ""), style="yellow")
+        output = item.output or ""
+        shown = output if expanded else fold(output)
+        return Text("  ↳ ", style="bold yellow") + Text(shown, style="yellow")
     role = item.role or "?"
     head = Text(role, style=ROLE_STYLE.get(role, "bold"))
     if item.status == "incomplete":
@@ -139,6 +145,7 @@ class TranscriptView(ScrollView, can_focus=True):
         self._dirty = True
         self._error_count = 0
         self._calls: dict[str, tuple[str, float]] = {}  # call item id -> status, ms
+        self._expanded: set[str] = set()  # tool outputs shown whole (a click toggles)
         self.repaints = 0
         """Number of flushes that changed something (the benchmark reads it)."""
 
@@ -160,6 +167,28 @@ class TranscriptView(ScrollView, can_focus=True):
         """A function call's status changed (waiting, running, done in N ms...)."""
         self._calls[item_id] = (status, elapsed_ms)
         self.item_changed(item_id)
+
+    def toggle_output(self, item_id: str) -> bool:
+        """Show a tool output whole, or folded again; False when it is not one."""
+        item = self.conversation.item(item_id)
+        if item is None or item.type != "function_call_output":
+            return False
+        self._expanded.symmetric_difference_update({item_id})
+        self.item_changed(item_id)
+        return True
+
+    def item_at(self, y: int) -> str | None:
+        """The id of the item drawn at row ``y`` of the view (None: none, or an error)."""
+        line_no = self.scroll_offset.y + y
+        if not self._turns or not 0 <= line_no < self._offsets[-1]:
+            return None
+        turn = self._turns[bisect.bisect_right(self._offsets, line_no) - 1]
+        return None if turn.error is not None else turn.key
+
+    def on_click(self, event: events.Click) -> None:
+        item_id = self.item_at(event.y)
+        if item_id is not None:
+            self.toggle_output(item_id)
 
     def structure_changed(self) -> None:
         """Items were added, deleted or reordered."""
@@ -207,7 +236,8 @@ class TranscriptView(ScrollView, can_focus=True):
         else:
             item = self.conversation.item(turn.key)
             call = self._calls.get(item.id) if item is not None else None
-            renderable = render_item(item, call) if item is not None else Text("")
+            expanded = turn.key in self._expanded
+            renderable = render_item(item, call, expanded) if item is not None else Text("")
         console = self.app.console
         options = console.options.update_width(max(width, 1))
         lines = console.render_lines(renderable, options, pad=False)
