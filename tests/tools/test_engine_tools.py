@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tests.engine.conftest import Recorder, config_for, history_records, recorder, stop
 from tests.engine.test_reconnect import FAST, text_engine
 from tests.sdk_strict import validate_client_event, validate_server_event
-from tests.tools.conftest import STARTUP_S, stdio_table
+from tests.tools.conftest import STARTUP_S, alive, gone, stdio_table
 from voicecli.config import Config
 from voicecli.engine import Engine
 from voicecli.engine.notifications import Notice, ToolCallChanged
@@ -211,3 +213,24 @@ async def test_a_reconnect_mid_call_answers_after_the_replay_and_resends_the_too
     assert [o["output"] for o in outputs(server)] == ["echo: across"]
     assert last_reply(engine) == "The function returned: echo: across"
     assert not [e for e in server.sent if e["type"] == "error"]
+
+
+async def test_closing_while_a_server_starts_ends_it(
+    config_for: ConfigFor, recorder: Recorder, tmp_path: Path
+) -> None:
+    """A server still starting when voicecli quits is stopped too (no orphan)."""
+    pid_file = tmp_path / "pid"
+    code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    slow = {"command": sys.executable, "args": ["-c", code], "startup_timeout_s": 60}
+    async with RealtimeServer(pace=0) as server:
+        engine, task = await text_engine(config_for(server, mcp_servers={"slow": slow}), recorder)
+        for _ in range(400):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            await asyncio.sleep(0.05)
+        pid = int(pid_file.read_text())
+        assert alive(pid)
+        started = asyncio.get_running_loop().time()
+        await stop(engine, task)
+        assert asyncio.get_running_loop().time() - started < 5
+    assert await gone(pid, within=5)

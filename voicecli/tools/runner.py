@@ -291,14 +291,13 @@ class ToolRunner:
             return
         if server.session is None:
             task.cancel()  # still starting: the SDK's shutdown runs shielded
-        try:
-            # the SDK's own shutdown is bounded (stdin closed, then a kill after 2 s)
-            async with timeout(10.0):
-                await asyncio.shield(task)
-        except (TimeoutError, Exception):
+        # the SDK's own shutdown is bounded (stdin closed, then a kill after 2 s)
+        done, _ = await asyncio.wait({task}, timeout=10.0)
+        if not done:
             task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            done, _ = await asyncio.wait({task}, timeout=5.0)
+        if done and not task.cancelled():
+            task.exception()  # retrieved: its failure was reported already
 
 
 def result_text(result: Any) -> str:
