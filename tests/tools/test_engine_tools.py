@@ -18,7 +18,13 @@ from tests.tools.conftest import STARTUP_S, alive, gone, stdio_table
 from voicecli.config import Config
 from voicecli.engine import Engine
 from voicecli.engine.notifications import Notice, ToolCallChanged
-from voicecli.engine.toolcalls import DECLINED, NOT_ALLOWED, ApprovalRequest, Decision
+from voicecli.engine.toolcalls import (
+    DECLINED,
+    NO_APPROVER,
+    NOT_ALLOWED,
+    ApprovalRequest,
+    Decision,
+)
 from voicecli.protocol.notifications import ResponseDone
 from voicecli.server import RealtimeServer
 
@@ -158,8 +164,15 @@ async def test_without_an_approver_a_call_needing_approval_is_declined(
         engine, task = await tool_engine(config, recorder)
         engine.send_text('call t__echo {"text": "x"}')
         await replies(recorder, 2)
+
+        async def broken(request: ApprovalRequest) -> Decision:
+            raise RuntimeError("the prompt failed")
+
+        engine.tools.approver = broken  # a failing prompt declines too
+        engine.send_text('call t__echo {"text": "y"}')
+        await replies(recorder, 4)
         await stop(engine, task)
-    assert outputs(server)[0]["output"].endswith("declined.")
+    assert [o["output"] for o in outputs(server)] == [NO_APPROVER, NO_APPROVER]
     assert "echo: x" not in json.dumps(server.received)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from voicecli.protocol.client_events import ClientEvents, JsonEvent
 from voicecli.protocol.conversation import Conversation, Item
 from voicecli.protocol.notifications import Notification
 from voicecli.tools.runner import ToolRunner, ToolSpec
+
+log = logging.getLogger(__name__)
 
 Decision = Literal["approve", "always", "decline", "cancel"]
 """The user's answer: run it; run it and every later call of this tool; don't run it;
@@ -121,11 +124,6 @@ class ToolCalls:
         """Whether the response's calls will be followed by another response."""
         return response_id in self._continued
 
-    @property
-    def busy(self) -> bool:
-        """Calls are running or waiting for approval."""
-        return any(b.unanswered for b in self._batches.values())
-
     async def start(self) -> list[dict[str, Any]]:
         """Start the MCP servers; returns the session's function tool declarations."""
         if self.runner is None:
@@ -204,7 +202,11 @@ class ToolCalls:
             return "nobody"
         changed("waiting")
         request = ApprovalRequest(item.call_id or "", spec.name, spec.server, spec.tool, arguments)
-        decision = await self.approver(request)
+        try:
+            decision = await self.approver(request)
+        except Exception:  # a broken prompt must not leave the model without an answer
+            log.exception("asking for approval of %s failed", spec.name)
+            return "nobody"
         if decision == "always":
             self._always.add(spec.name)
         return decision
