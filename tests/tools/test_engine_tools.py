@@ -224,6 +224,11 @@ async def test_a_reconnect_mid_call_answers_after_the_replay_and_resends_the_too
     updates = [e["session"] for e in received(server, "session.update")]
     assert sum(1 for u in updates if "t__echo" in json.dumps(u.get("tools", []))) >= 2
     assert [o["output"] for o in outputs(server)] == ["echo: across"]
+    replayed = [
+        e["item"] for e in server.sessions[-1].received if e["type"] == "conversation.item.create"
+    ]
+    assert [i["type"] for i in replayed][:2] == ["message", "function_call"]  # the replay
+    assert replayed[1]["name"] == "t__echo" and replayed[2]["type"] == "function_call_output"
     assert last_reply(engine) == "The function returned: echo: across"
     assert not [e for e in server.sent if e["type"] == "error"]
 
