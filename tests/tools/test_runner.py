@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +202,18 @@ async def test_without_the_mcp_extra_one_line_says_what_to_install(
     quiet = ToolRunner(servers(t=stdio_table(enabled=False)), warnings.append)
     assert await quiet.start() == []  # nothing enabled: the package is not even looked for
     assert len(warnings) == 1
+
+
+async def test_a_server_that_never_answers_times_out_and_is_stopped(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    warnings: list[str] = []
+    table = {"command": sys.executable, "args": ["-c", code], "startup_timeout_s": 1.5}
+    runner = ToolRunner(servers(mute=table), warnings.append)
+    try:
+        assert await runner.start() == []
+    finally:
+        await runner.aclose()
+    assert warnings == ["MCP server 'mute' did not start within 1.5 s: its tools are off"]
+    if pid_file.exists() and pid_file.read_text():
+        assert await gone(int(pid_file.read_text()), within=5)

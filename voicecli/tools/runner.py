@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import importlib
 import json
-import logging
 import os
 import shutil
 import time
@@ -37,8 +36,6 @@ from voicecli.aio import timeout
 from voicecli.toolconfig import INSTALL_HINT, Approval, McpServer, MissingEnvironment
 from voicecli.tools.guard import guarded
 from voicecli.tools.names import function_name, unique_name
-
-log = logging.getLogger(__name__)
 
 OUTPUT_LIMIT = 16_000
 """Characters of tool output passed to the model (the rest is cut, and says so)."""
