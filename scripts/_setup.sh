@@ -72,7 +72,8 @@ ensure_venv() {
   fi
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   # (pip's notes about missing find-links directories in a machine's pip.conf are noise)
-  "$VENV/bin/python" -m pip install -q -e "$REPO[test]" 2>&1 \
+  # the optional extras too: their tests must run (and fail when missing), never skip
+  "$VENV/bin/python" -m pip install -q -e "$REPO[test,mcp]" 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
   [ "${PIPESTATUS[0]}" = 0 ] || return 1
   export PATH="$VENV/bin:$PATH"

@@ -37,6 +37,7 @@ from voicecli.audio.wav import read_wav_24k_mono, write_wav
 from voicecli.config import Config
 from voicecli.engine import Engine, EventLogged, Notice, StatusChanged, TurnLogged
 from voicecli.engine.status import EngineStatus, TurnMode
+from voicecli.engine.toolcalls import headless_approver
 from voicecli.files import check_writable, open_private, reason
 from voicecli.pcm import SAMPLE_RATE
 from voicecli.protocol.notifications import (
@@ -170,8 +171,8 @@ class _Ask:
             if not self.text_only:
                 self.audio.append(note.pcm)
         elif isinstance(note, ResponseDone):
-            if self.response is None:
-                self.response = note
+            if self.response is None and not self.engine.tools.continues(note.response_id):
+                self.response = note  # the answer (not a response that called tools)
         elif isinstance(note, TurnLogged):
             self.logged.add(note.item_id)
         elif isinstance(note, ServerError):
@@ -179,7 +180,7 @@ class _Ask:
                 self.fail(f"server error: {note.message}")
             elif note.code not in _HANDLED_ERRORS:
                 # the live service keeps the session open after most errors: say it, go on
-                print(f"voicecli ask: server error: {note.message} (going on)", file=sys.stderr)
+                say(f"server error: {note.message} (going on)")
         elif isinstance(note, Notice):
             if note.level == "error" or (self.mic_failed and note.level == "warning"):
                 self.fail(note.text)
@@ -452,6 +453,7 @@ async def run(
     speech_timeout: float | None = None
     if args.mic:
         speech_timeout = float(getattr(args, "timeout", NO_SPEECH_TIMEOUT_S))
+    engine.tools.approver = headless_approver(getattr(args, "approve_tools", False), say)
     ask = _Ask(engine, files.transcript, args.text_only, speech_timeout_s=speech_timeout)
     engine.subscribe(ask.on_note)
     if not args.mic:

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="--mic: give up (exit 3) when no speech starts within S seconds "
         "(default 60; 0: wait for ever)",
     )
+    ask.add_argument(
+        "--approve-tools", action="store_true", help="run tool calls that need approval"
+    )
 
     serve = subs.add_parser("serve", help="run the local Realtime server (tests, offline demo)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from voicecli.toolconfig import McpServer, ToolConfigError, parse_mcp_servers
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -286,6 +288,10 @@ class Config:
     """``[profiles.NAME]``: named session overrides (``[session]`` keys), validated."""
     storage: StorageConfig = field(default_factory=StorageConfig)
     """``[storage]``."""
+    mcp_servers: Mapping[str, McpServer] = field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
+    """``[mcp_servers.NAME]``: MCP servers whose tools the model may call (toolconfig)."""
     files: tuple[Path, ...] = ()
     """The config files that were read, lowest precedence first."""
 
@@ -455,7 +461,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "vad": VadConfig,
     "storage": StorageConfig,
 }
-_TOP_LEVEL = ("turn_mode", "keys", "profiles", *_SECTIONS)
+_TOP_LEVEL = ("turn_mode", "keys", "profiles", "mcp_servers", *_SECTIONS)
 
 
 def _field_names(cls: type[Any]) -> tuple[str, ...]:
@@ -469,7 +475,9 @@ def _hints(cls: type[Any]) -> dict[str, Any]:
 def _is_table(path: tuple[str, ...]) -> bool:
     """Whether the key path names a table (a section, a nested section, keys, profiles)."""
     if len(path) == 1:
-        return path[0] in (*_SECTIONS, "keys", "profiles")
+        return path[0] in (*_SECTIONS, "keys", "profiles", "mcp_servers")
+    if path[0] == "mcp_servers":
+        return len(path) == 2  # a later file changes one server's keys
     if path[0] == "profiles":
         if len(path) == 2:
             return True
@@ -618,6 +626,12 @@ def _build(
         profiles[str(name)] = types.MappingProxyType(
             _validate_partial(SessionConfig, prof, ("profiles", str(name)), src)
         )
+    try:
+        mcp_servers = parse_mcp_servers(merged.get("mcp_servers"))
+    except ToolConfigError as exc:
+        server = ".".join(exc.key.split(".")[:2])  # the file that set this server's keys
+        where = next((s for k, s in origin.items() if f"{k}.".startswith(f"{server}.")), "?")
+        raise ConfigError(where, exc.key, exc.expected) from None
     return Config(
         connection=sections["connection"],
         session=session,
@@ -627,6 +641,7 @@ def _build(
         keys=types.MappingProxyType(keys),
         profiles=types.MappingProxyType(profiles),
         storage=sections["storage"],
+        mcp_servers=mcp_servers,
         files=files,
     )
 

@@ -195,7 +195,7 @@ async def test_function_call_round_trip(manual: Client) -> None:
     ]
     done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
     assert done["name"] == "get_time"
-    assert json.loads(done["arguments"]) == {"text": "please get_time for me"}
+    assert json.loads(done["arguments"]) == {}  # example values for no properties
     deltas = "".join(
         e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"
     )

@@ -55,6 +55,7 @@ from voicecli.engine.playback import PlaybackTracker
 from voicecli.engine.status import ConnectionState, EngineStatus, TurnMode, next_turn_mode
 from voicecli.engine.supervisor import ROTATE, Backoff, Supervisor
 from voicecli.engine.tasks import reap
+from voicecli.engine.toolcalls import ToolCalls
 from voicecli.engine.turns import Action, Append, BargeIn, Clear, Commit
 from voicecli.history import SessionLog, open_session_log
 from voicecli.protocol.client_events import ClientEvents, JsonEvent
@@ -79,6 +80,7 @@ from voicecli.protocol.notifications import (
 )
 from voicecli.protocol.outbox import ACTIVE_RESPONSE, Outbox
 from voicecli.session import SessionModel, SessionShapeError
+from voicecli.tools import ToolRunner
 from voicecli.writer import DiskWriter
 
 log = logging.getLogger(__name__)
@@ -193,6 +195,21 @@ class Engine:
             fail=self._fail,
             endpoint=self._status.endpoint,
         )
+        self.tools = ToolCalls(
+            self.conversation,
+            self._ev,
+            send=self._send,
+            request_response=self._request_response,
+            cancel=self.cancel,
+            publish=self._publish,
+        )
+        """Function calls; a front end sets ``tools.approver`` to be asked."""
+        self.tools.runner = ToolRunner(
+            config.mcp_servers,
+            lambda text: self._publish(Notice("warning", text)),
+            log_dir=config.data_dir / "mcp",
+        )
+        self._tools_ready = asyncio.Event()
         self._connected = asyncio.Event()
         self._rotate_timer: asyncio.TimerHandle | None = None
         self._resume_response = False
@@ -231,11 +248,14 @@ class Engine:
         self._open_history()
         await self._playback.start()
         mic_task = asyncio.create_task(self._mic_loop(), name="voicecli-mic")
+        tools_task = asyncio.create_task(self._start_tools(), name="voicecli-tools")
         try:
             await self._supervisor.run()
         finally:
             self._stop_source()
             await reap([mic_task], grace=STOP_GRACE_S)
+            await reap([tools_task])
+            await self.tools.aclose()
             if self._rotate_timer is not None:
                 self._rotate_timer.cancel()
             await self._playback.close()
@@ -267,6 +287,10 @@ class Engine:
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
+
+    async def wait_tools(self) -> None:
+        """Until the MCP servers started (or failed) and their tools are declared."""
+        await self._tools_ready.wait()
 
     # actions -------------------------------------------------------------------------
 
@@ -337,6 +361,18 @@ class Engine:
         event = self._ev.session_update(update)
         self._send(event)
         return str(event["event_id"])
+
+    async def _start_tools(self) -> None:
+        try:
+            tools = await self.tools.start()
+            if tools:
+                self._send_update(self.session.set_tools(tools))
+        finally:
+            self._tools_ready.set()
+
+    def _request_response(self) -> None:
+        self._outbox.request_response()
+        self._outbox_ready.set()
 
     def _follow_turn_mode(self) -> None:
         """Make the client's turn control match the session model's turn mode."""
@@ -490,6 +526,7 @@ class Engine:
                     # the server closes right after: retrying cannot help
                     self._fail(f"the server refused the session: {note.message}")
                 expired = expired or kind == "expired"
+            self.tools.on_event(event)
             if self._fatal:
                 return
             if expired:
@@ -553,7 +590,9 @@ class Engine:
         item = self.conversation.item(item_id)
         # a typed message is final at once; spoken input is when its transcript is
         # (or at once, when transcription is off and no transcript will come)
-        if item is not None and item.role == "user":
+        if item is not None and item.type == "function_call_output":
+            self._journal.log(item.id)
+        elif item is not None and item.role == "user":
             typed = any(p.type == "input_text" for p in item.parts)
             if typed or not self._transcription_enabled():
                 self._journal.log(item.id)
@@ -573,6 +612,7 @@ class Engine:
 
     def _on_response_done(self, note: ResponseDone) -> None:
         self._outbox.response_done()
+        self.tools.response_done(note.response_id)
         self._playback.response_done(note.response_id)
         if note.usage is not None:
             self._set_status(**self._cost.add_response(note.usage))
@@ -687,6 +727,8 @@ class Engine:
     async def _mic_loop(self) -> None:
         if self._source is None or not await self._until_connected_or_closing():
             return
+        if not self._live:
+            await self._tools_ready.wait()  # a file can wait for the tools; a mic cannot
         closing = self._supervisor.closing
         try:
             async with self._source as source:

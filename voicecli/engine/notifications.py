@@ -59,3 +59,18 @@ class TurnLogged(Notification):
     item_id: str
     role: str
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallChanged(Notification):
+    """A function call moved on: ``status`` is ``waiting`` (for approval), ``running``,
+    ``done``, ``failed``, ``timeout``, ``unavailable`` or ``declined``; ``output`` is
+    what the model gets (set once the call is over)."""
+
+    call_id: str
+    item_id: str
+    name: str
+    status: str
+    arguments: str
+    output: str = ""
+    elapsed_ms: float = 0.0

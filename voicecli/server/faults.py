@@ -52,6 +52,10 @@ class Faults:
     #: keeps a session open after such an error.
     error_after_audio_deltas: int | None = None
 
+    #: Emulation, not a fault: a user audio turn (the server cannot transcribe it) calls
+    #: the first declared function tool (see :mod:`voicecli.server.tools`).
+    call_tools_on_audio: bool = False
+
     def take_stall(self) -> float:
         """Return the pending stall duration and clear it."""
         s, self.stall_s = self.stall_s, 0.0

@@ -10,7 +10,6 @@ concern a response (a drop mid-audio, a failure) act here.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from voicecli.server.synth import (
     text_tokens,
     tone_voice,
 )
+from voicecli.server.tools import calls_for, quote_outputs
 
 if TYPE_CHECKING:
     from voicecli.server.connection import RealtimeSession
@@ -168,9 +168,10 @@ class Reply:
 
     def _source(self) -> tuple[str, Pcm | None, Item | None]:
         """What to say: the transcript, the exact audio to echo (if any) and the user item."""
+        quoted = quote_outputs(self.context)
         for item in reversed(self.context):
-            if item.type == "function_call_output":
-                return f"The function returned: {item.output}", None, item
+            if item.type == "function_call_output" and quoted is not None:
+                return quoted, None, item
             if item.type == "message" and item.role == "user":
                 if item.audio is not None and len(item.audio):
                     return (
@@ -181,17 +182,9 @@ class Reply:
                 return f"You said: {item.text}", None, item
         return "Hello from the local voicecli server.", None, None
 
-    def _tool_to_call(self, source: Item | None) -> dict[str, Any] | None:
-        if not self.tools or self.tool_choice == "none":
-            return None
-        if source is not None and source.type == "function_call_output":
-            return None
-        if isinstance(self.tool_choice, dict):
-            return next((t for t in self.tools if t["name"] == self.tool_choice["name"]), None)
-        if self.tool_choice == "required":
-            return self.tools[0]
-        words = (source.text if source else "").lower()
-        return next((t for t in self.tools if t["name"].lower() in words), None)
+    def _tools_to_call(self, source: Item | None) -> list[tuple[dict[str, Any], str]]:
+        on_audio = self.s.faults.call_tools_on_audio
+        return calls_for(self.tools, self.tool_choice, source, on_audio=on_audio)
 
     async def run(self) -> None:
         s = self.s
@@ -202,10 +195,10 @@ class Reply:
             await self._fail(failing)
             return
         transcript, audio, source = self._source()
-        tool = self._tool_to_call(source)
-        if tool is not None:
-            await self._function_call(tool, source)
-        else:
+        calls = self._tools_to_call(source)
+        for tool, args in calls:
+            await self._function_call(tool, args)
+        if not calls:
             await self._message(transcript, audio)
         usage = self._usage()
         s.response_finished(usage["input_tokens"])
@@ -368,10 +361,9 @@ class Reply:
             await self._pace(50)
         return said
 
-    async def _function_call(self, tool: dict[str, Any], source: Item | None) -> None:
+    async def _function_call(self, tool: dict[str, Any], args: str) -> None:
         s = self.s
         call_id = new_id("call", 16)
-        args = json.dumps({"text": source.text if source else ""})
         item = Item(
             id=new_id("item"),
             type="function_call",
@@ -381,7 +373,8 @@ class Reply:
             arguments="",
         )
         previous = await self._add_output_item(item)
-        ids = {"response_id": self.resp.id, "item_id": item.id, "output_index": 0}
+        index = len(self.output) - 1
+        ids = {"response_id": self.resp.id, "item_id": item.id, "output_index": index}
         for piece in split_text(args, max(1, len(args) // 8)):
             if self._stop_reason():
                 break

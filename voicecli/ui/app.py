@@ -31,6 +31,7 @@ from voicecli.engine.notifications import (
     EventLogged,
     Notice,
     StatusChanged,
+    ToolCallChanged,
 )
 from voicecli.engine.status import EngineStatus, TurnMode
 from voicecli.protocol.notifications import (
@@ -52,6 +53,7 @@ from voicecli.protocol.notifications import (
 from voicecli.ui.messages import EngineNote, EngineStopped, StatusUpdate
 from voicecli.ui.screens.session_editor import SessionEditor
 from voicecli.ui.screens.text_input import TextInputScreen
+from voicecli.ui.screens.tool_approval import approval_prompt
 from voicecli.ui.widgets.eventlog import EventLog
 from voicecli.ui.widgets.status import StatusBar
 from voicecli.ui.widgets.transcript import ConversationView, TranscriptView
@@ -268,6 +270,9 @@ class VoiceApp(App[int]):
             self.set_keymap(self._keys)
         self.push_screen(self.main)
         self._unsubscribe = self.engine.subscribe(self._forward_note)
+        tools = getattr(self.engine, "tools", None)  # tool calls ask through a modal
+        if tools is not None:
+            tools.approver = approval_prompt(self)
         for text in self._notices:
             self.notify(text, severity="warning", timeout=10)
         # the history is laid out by the first refresh: freeze it before audio plays
@@ -369,6 +374,8 @@ class VoiceApp(App[int]):
         elif isinstance(note, ConnectionChanged):
             hints = {a: self._key_name(a) for a in ("cancel", "reconnect")}
             self.main.query_one(ConnectionBanner).show_state(note.state, note.detail, hints)
+        elif isinstance(note, ToolCallChanged):
+            view.tool_call_changed(note.item_id, note.status, note.elapsed_ms)
         elif isinstance(note, Notice):
             severity = {"info": "information", "warning": "warning", "error": "error"}[note.level]
             self.notify(note.text, severity=severity, timeout=8)  # type: ignore[arg-type]

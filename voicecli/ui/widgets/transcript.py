@@ -15,6 +15,7 @@ from typing import Protocol
 
 from rich.console import Group, RenderableType
 from rich.text import Text
+from textual import events
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -65,13 +66,44 @@ class _Turn:
 ROLE_STYLE = {"user": "bold cyan", "assistant": "bold green", "system": "bold magenta"}
 
 
-def render_item(item: ItemView) -> RenderableType:
-    """One turn as Rich text: a role header line and the body."""
+FOLD_AT = 100
+"""Characters of a tool call's arguments or output shown on its one line."""
+CALL_STATUS_STYLE = {"done": "green", "declined": "yellow", "waiting": "bold magenta"}
+
+
+def fold(text: str, limit: int = FOLD_AT) -> str:
+    """``text`` on one line, cut at ``limit`` characters."""
+    one = " ".join(text.split())
+    return one if len(one) <= limit else one[: limit - 1] + "…"
+
+
+def call_status(status: str, elapsed_ms: float) -> str:
+    """A call's status as shown: running / done in N ms / declined / failed..."""
+    if status == "waiting":
+        return "waiting for approval"
+    if status in ("done", "failed", "timeout"):
+        return f"{status} in {elapsed_ms:.0f} ms"
+    return status
+
+
+def render_item(
+    item: ItemView, call: tuple[str, float] | None = None, expanded: bool = False
+) -> RenderableType:
+    """One turn as Rich text: a role header line and the body. A function call is one
+    line (``call``: its status and time, when known); its output one folded line, or
+    all of it when ``expanded``."""
     if item.type == "function_call":
-        head = Text("ƒ call ", style="bold yellow") + Text(f"{item.name or '?'}")
-        return Group(head, Text(item.arguments or "", style="yellow"))
+        line = Text("ƒ ", style="bold yellow") + Text(item.name or "?", style="bold")
+        line.append(f" {fold(item.arguments or '', FOLD_AT // 2)}", style="yellow")
+        if call is not None:
+            status, elapsed_ms = call
+            style = CALL_STATUS_STYLE.get(status, "red" if status != "running" else "dim")
+            line.append(f"  {call_status(status, elapsed_ms)}", style=style)
+        return line
     if item.type == "function_call_output":
-        return Group(Text("ƒ result", style="bold yellow"), Text(item.output or "", style="yellow"))
+        output = item.output or ""
+        shown = output if expanded else fold(output)
+        return Text("  ↳ ", style="bold yellow") + Text(shown, style="yellow")
     role = item.role or "?"
     head = Text(role, style=ROLE_STYLE.get(role, "bold"))
     if item.status == "incomplete":
@@ -114,6 +146,8 @@ class TranscriptView(ScrollView, can_focus=True):
         self._order_dirty = True
         self._dirty = True
         self._error_count = 0
+        self._calls: dict[str, tuple[str, float]] = {}  # call item id -> status, ms
+        self._expanded: set[str] = set()  # tool outputs shown whole (a click toggles)
         self.repaints = 0
         """Number of flushes that changed something (the benchmark reads it)."""
 
@@ -130,6 +164,33 @@ class TranscriptView(ScrollView, can_focus=True):
         else:
             turn.width = -1
         self._dirty = True
+
+    def tool_call_changed(self, item_id: str, status: str, elapsed_ms: float) -> None:
+        """A function call's status changed (waiting, running, done in N ms...)."""
+        self._calls[item_id] = (status, elapsed_ms)
+        self.item_changed(item_id)
+
+    def toggle_output(self, item_id: str) -> bool:
+        """Show a tool output whole, or folded again; False when it is not one."""
+        item = self.conversation.item(item_id)
+        if item is None or item.type != "function_call_output":
+            return False
+        self._expanded.symmetric_difference_update({item_id})
+        self.item_changed(item_id)
+        return True
+
+    def item_at(self, y: int) -> str | None:
+        """The id of the item drawn at row ``y`` of the view (None: none, or an error)."""
+        line_no = self.scroll_offset.y + y
+        if not self._turns or not 0 <= line_no < self._offsets[-1]:
+            return None
+        turn = self._turns[bisect.bisect_right(self._offsets, line_no) - 1]
+        return None if turn.error is not None else turn.key
+
+    def on_click(self, event: events.Click) -> None:
+        item_id = self.item_at(event.y)
+        if item_id is not None:
+            self.toggle_output(item_id)
 
     def structure_changed(self) -> None:
         """Items were added, deleted or reordered."""
@@ -176,7 +237,9 @@ class TranscriptView(ScrollView, can_focus=True):
             renderable = Text("⚠ " + turn.error, style="bold red")
         else:
             item = self.conversation.item(turn.key)
-            renderable = render_item(item) if item is not None else Text("")
+            call = self._calls.get(item.id) if item is not None else None
+            expanded = turn.key in self._expanded
+            renderable = render_item(item, call, expanded) if item is not None else Text("")
         console = self.app.console
         options = console.options.update_width(max(width, 1))
         lines = console.render_lines(renderable, options, pad=False)
