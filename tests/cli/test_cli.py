@@ -150,7 +150,7 @@ def test_devices(tmp_path: Path) -> None:
             "vad.aggressiveness: expected an integer from 0 to 3",
         ),
         ("env", "", "connection.url: expected a ws://"),
-        ("flag", "", "command line: session.voice: expected a non-empty string"),
+        ("flag", "", "command line: session.voice: expected a voice the Realtime API knows"),
     ],
 )
 def test_bad_config_is_exit_2_and_one_line(
