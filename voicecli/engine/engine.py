@@ -214,7 +214,15 @@ class Engine:
         self._rotate_timer: asyncio.TimerHandle | None = None
         self._resume_response = False
         self._just_expired = False  # the last connection ended by the session's expiry
-        self._outcomes = Outcomes(self.conversation, self._journal, self._publish, self._set_status)
+        self._outcomes = Outcomes(
+            self.conversation,
+            self._journal,
+            self._ev,
+            publish=self._publish,
+            set_status=self._set_status,
+            send=self._send,
+            request_response=self._outbox.request_response,
+        )
         self._fatal = False
 
     # -- public surface --------------------------------------------------------------

@@ -76,6 +76,20 @@ class ClientEvents:
             }
         )
 
+    def user_audio(self, pcm: bytes) -> JsonEvent:
+        """A user message of audio (PCM16 mono 24 kHz), without a transcript."""
+        audio = base64.b64encode(pcm).decode("ascii")
+        return self._item(
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_audio", "audio": audio}],
+            }
+        )
+
+    def item_delete(self, item_id: str) -> JsonEvent:
+        return self._event("conversation.item.delete", item_id=item_id)
+
     def function_call(self, call_id: str, name: str, arguments: str) -> JsonEvent:
         return self._item(
             {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}

@@ -288,19 +288,17 @@ class Reply:
 
     def _text_only_emulated(self) -> bool:
         """:attr:`Faults.text_only_after_text_history`: answer in text although audio was
-        asked for when every assistant message of the context is text (as a replay
-        after a reconnect sends them). Live models are reported to do this
-        (``/work/shared/realtime-protocol.md``; issue 13.6)."""
+        asked for when the context holds an earlier assistant message and no audio at
+        all (as after a replay, which sends every turn as text). Live models are
+        reported to do this (``/work/shared/realtime-protocol.md``; issue 13.6), and a
+        client's recovery that adds a user audio message to the context is reported to
+        bring speech back (livekit/agents issue 1844)."""
         if not self.s.faults.text_only_after_text_history:
             return False
-        said = [
-            i
-            for i in self.context
-            if i.type == "message"
-            and i.role == "assistant"
-            and not any(i is o for o in self.output)  # not the answer being made
-        ]
-        return bool(said) and all(i.audio is None for i in said)
+        history = [i for i in self.context if not any(i is o for o in self.output)]
+        answered = any(i.type == "message" and i.role == "assistant" for i in history)
+        heard = any(i.audio is not None and len(i.audio) for i in history)
+        return answered and not heard
 
     async def _stream_audio(
         self, item: Item, ids: dict[str, Any], transcript: str, audio: Pcm
