@@ -4,6 +4,12 @@ A line-API :class:`ScrollView`: every turn caches its rendered lines for the cur
 width; a delta only marks its turn dirty, and a ~30 fps timer re-renders the dirty
 turns, fixes the line offsets and repaints once. Nothing re-renders the whole log, and
 only the visible lines are painted.
+
+The view follows the newest line while the user is at the bottom. Whether it follows is
+a state of its own (:attr:`TranscriptView.following`), changed only by where the user
+scrolls: it cannot be read off the scroll offset at flush time, because Textual allows
+a scroll only once a layout has shown the scrollbar, so the first flush that overflows
+the view could not scroll and left it "not at the end" for good.
 """
 
 from __future__ import annotations
@@ -14,12 +20,20 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from rich.console import Group, RenderableType
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 FRAME_S = 1 / 30
+NEW = -1
+"""A turn's width when its content changed (a delta, a new item)."""
+STALE = -2
+"""A turn's width when only its rendering is out of date (a resize)."""
+NEW_MARKER = " ↓ new (End) "
+"""Painted over the bottom-right corner while new lines wait below the view."""
 
 
 class ItemView(Protocol):
@@ -57,7 +71,8 @@ class _Turn:
     key: str
     error: str | None = None  # set for inline error rows
     lines: list[Strip] = field(default_factory=list)
-    width: int = -1  # width the lines were rendered for; -1 = dirty
+    width: int = NEW
+    """Width the lines were rendered for; :data:`NEW` or :data:`STALE` to re-render."""
 
 
 ROLE_STYLE = {"user": "bold cyan", "assistant": "bold green", "system": "bold magenta"}
@@ -112,6 +127,10 @@ class TranscriptView(ScrollView, can_focus=True):
         self._order_dirty = True
         self._dirty = True
         self._error_count = 0
+        self.following = True
+        """The view scrolls to each new line; False once the user scrolls up."""
+        self.unseen = False
+        """New lines arrived below the view while not following (shows the marker)."""
         self.repaints = 0
         """Number of flushes that changed something (the benchmark reads it)."""
 
@@ -126,7 +145,7 @@ class TranscriptView(ScrollView, can_focus=True):
         if turn is None:
             self._order_dirty = True
         else:
-            turn.width = -1
+            turn.width = NEW
         self._dirty = True
 
     def structure_changed(self) -> None:
@@ -146,7 +165,8 @@ class TranscriptView(ScrollView, can_focus=True):
 
     def refresh_all(self) -> None:
         for turn in self._turns:
-            turn.width = -1
+            if turn.width != NEW:
+                turn.width = STALE
         self._dirty = True
 
     def flush_now(self) -> None:
@@ -187,23 +207,42 @@ class TranscriptView(ScrollView, can_focus=True):
         if not self._dirty or not self.is_mounted:
             return
         width = max(self.scrollable_content_region.width, 10)
-        at_end = self.scroll_offset.y >= self.max_scroll_y - 1
         if self._order_dirty:
             self._rebuild_order()
         offsets = [0]
         total = 0
+        changed_end = 0  # end line of the lowest turn re-rendered for new content
         for turn in self._turns:
             if turn.width != width:
+                new_content = turn.width == NEW
                 self._render_turn(turn, width)
+                if new_content:
+                    changed_end = total + len(turn.lines)
             total += len(turn.lines)
             offsets.append(total)
+        bottom = self.scroll_offset.y + self.scrollable_content_region.height
+        new_below = total > self._offsets[-1] or changed_end > bottom
         self._offsets = offsets
         self._dirty = False
         self.repaints += 1
         self.virtual_size = Size(width, total)
-        if at_end:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        if self.following:
+            # force: the scrollbar that permits scrolling appears only at the next layout
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True, force=True)
+        elif new_below:
+            self.unseen = True
         self.refresh()
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        # only the user moves the view off the end (the flush scrolls to it); the
+        # scroll that reaches the end again resumes following
+        following = round(new_value) >= self.max_scroll_y
+        if following != self.following:
+            self.following = following
+            if following:
+                self.unseen = False
+            self.refresh()
 
     def on_resize(self) -> None:
         self.refresh_all()
@@ -217,7 +256,16 @@ class TranscriptView(ScrollView, can_focus=True):
         turn_no = bisect.bisect_right(offsets, line_no) - 1
         turn = self._turns[turn_no]
         strip = turn.lines[line_no - offsets[turn_no]]
-        return strip.crop_extend(0, self.size.width, self.rich_style)
+        strip = strip.crop_extend(0, self.size.width, self.rich_style)
+        if self.unseen and y == self.size.height - 1:
+            strip = self._with_marker(strip)
+        return strip
+
+    def _with_marker(self, strip: Strip) -> Strip:
+        width = self.scrollable_content_region.width  # inside the padding
+        start = max(width - len(NEW_MARKER), 0)
+        marker = Strip([Segment(NEW_MARKER[: width - start], Style(reverse=True, bold=True))])
+        return Strip.join([strip.crop(0, start), marker, strip.crop(width)])
 
     # -- export ------------------------------------------------------------------------
 
