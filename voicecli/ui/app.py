@@ -199,19 +199,25 @@ class MainScreen(Screen[None]):
     ]
 
     def __init__(
-        self, conversation: ConversationView, status: EngineStatus, clock: Callable[[], float]
+        self,
+        conversation: ConversationView,
+        status: EngineStatus,
+        clock: Callable[[], float],
+        *,
+        show_cost: bool = True,
     ) -> None:
         super().__init__()
         self._conversation = conversation
         self._status = status
         self._clock = clock
+        self._show_cost = show_cost
 
     def compose(self) -> ComposeResult:
         yield ConnectionBanner(id="banner")
         with Horizontal(id="body"):
             yield TranscriptView(self._conversation, id="transcript")
             yield EventLog(id="eventlog")
-        yield StatusBar(self._status, clock=self._clock, id="status")
+        yield StatusBar(self._status, clock=self._clock, show_cost=self._show_cost, id="status")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -224,7 +230,8 @@ class VoiceApp(App[int]):
 
     ``notices`` are shown at start (e.g. "no microphone: text mode"). ``run_engine``
     False leaves the engine unstarted (snapshot tests drive state themselves).
-    ``clock`` feeds the session-time-left display.
+    ``clock`` feeds the session-time-left display. ``show_cost`` False hides the cost
+    estimate (no API key was sent: nothing is billed).
     """
 
     CSS_PATH = "voicecli.tcss"
@@ -241,6 +248,7 @@ class VoiceApp(App[int]):
         clock: Callable[[], float] = time.time,
         keys: Mapping[str, str] | None = None,
         save_dir: Path | None = None,
+        show_cost: bool = True,
     ) -> None:
         super().__init__()
         self.engine = engine
@@ -257,7 +265,7 @@ class VoiceApp(App[int]):
         self._reply_ack = True
         self._responses_done = 0
         self._settle_due = False  # a reply ended; the heap is settled once it is quiet
-        self.main = MainScreen(engine.conversation, engine.status, clock)
+        self.main = MainScreen(engine.conversation, engine.status, clock, show_cost=show_cost)
         self.last_saved: Path | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -615,7 +623,7 @@ def run_app(config: Config, local: bool, debug: bool) -> int:
 
     source, sink, notices = build_audio(config)
     engine = Engine(config, source=source, sink=sink, api_key=api_key)
-    app = VoiceApp(engine, config, notices=notices)
+    app = VoiceApp(engine, config, notices=notices, show_cost=api_key is not None)
     if debug:
         app.notify("debug: events are logged; press l for the event log")
     code = app.run()

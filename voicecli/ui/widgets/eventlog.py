@@ -11,6 +11,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.timer import Timer
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -117,6 +118,7 @@ class EventLog(Vertical):
         self._shown: list[int] = []
         self._needle = ""
         self._pending: list[tuple[str, Mapping[str, Any]]] = []
+        self._batch: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter events (type, sent, received)", id="event-filter")
@@ -124,17 +126,23 @@ class EventLog(Vertical):
         yield Static("select an event to see its JSON", id="event-detail")
 
     def on_mount(self) -> None:
-        self.set_interval(0.1, self.flush, name="eventlog-flush")
+        # runs only while the log is shown and events wait: a hidden log costs nothing
+        self._batch = self.set_interval(0.1, self.flush, name="eventlog-flush")
+        self._batch.pause()
 
     def add(self, direction: str, event: Mapping[str, Any]) -> None:
         """Queue one event; :meth:`flush` (10 per second, while shown) renders the batch."""
         self._pending.append((direction, event))
         if len(self._pending) > MAX_ENTRIES:
             del self._pending[: MAX_ENTRIES // 10]
+        if self.display and self._batch is not None:
+            self._batch.resume()
 
     def flush(self) -> None:
         """Merge queued events into entries and add their lines in one batch."""
         if not self._pending or not self.display or not self.is_mounted:
+            if self._batch is not None:
+                self._batch.pause()
             return
         pending, self._pending = self._pending, []
         olist = self.query_one(OptionList)

@@ -26,6 +26,7 @@ from rich.text import Text
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
 
 FRAME_S = 1 / 30
 NEW = -1
@@ -126,6 +127,7 @@ class TranscriptView(ScrollView, can_focus=True):
         self._offsets: list[int] = [0]  # first line of each turn, plus the total
         self._order_dirty = True
         self._dirty = True
+        self._frame: Timer | None = None
         self._error_count = 0
         self.following = True
         """The view scrolls to each new line; False once the user scrolls up."""
@@ -135,7 +137,16 @@ class TranscriptView(ScrollView, can_focus=True):
         """Number of flushes that changed something (the benchmark reads it)."""
 
     def on_mount(self) -> None:
-        self.set_interval(FRAME_S, self._flush, name="transcript-flush")
+        # runs only while something waits to be shown: an idle view costs no wake-ups
+        self._frame = self.set_interval(FRAME_S, self._flush, name="transcript-flush")
+        if not self._dirty:
+            self._frame.pause()
+
+    def _mark(self) -> None:
+        if not self._dirty:
+            self._dirty = True
+            if self._frame is not None:
+                self._frame.resume()
 
     # -- input, cheap: only marks ----------------------------------------------------
 
@@ -146,12 +157,12 @@ class TranscriptView(ScrollView, can_focus=True):
             self._order_dirty = True
         else:
             turn.width = NEW
-        self._dirty = True
+        self._mark()
 
     def structure_changed(self) -> None:
         """Items were added, deleted or reordered."""
         self._order_dirty = True
-        self._dirty = True
+        self._mark()
 
     def add_error(self, message: str) -> None:
         """An error row right after the newest item."""
@@ -167,7 +178,7 @@ class TranscriptView(ScrollView, can_focus=True):
         for turn in self._turns:
             if turn.width != NEW:
                 turn.width = STALE
-        self._dirty = True
+        self._mark()
 
     def flush_now(self) -> None:
         """Apply pending changes immediately (tests and save)."""
@@ -205,6 +216,8 @@ class TranscriptView(ScrollView, can_focus=True):
 
     def _flush(self) -> None:
         if not self._dirty or not self.is_mounted:
+            if self._frame is not None:
+                self._frame.pause()
             return
         width = max(self.scrollable_content_region.width, 10)
         if self._order_dirty:
