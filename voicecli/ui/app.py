@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -205,12 +205,18 @@ class MainScreen(Screen[None]):
         clock: Callable[[], float],
         *,
         show_cost: bool = True,
+        keys: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self._conversation = conversation
         self._status = status
         self._clock = clock
         self._show_cost = show_cost
+        if keys:
+            # Rebound here too, not only through the app's keymap: Textual drops the keys
+            # a focused Input consumes *before* it applies the keymap, so with the event
+            # log's filter focused a key rebound to f2 would be lost with its default v.
+            self._bindings.apply_keymap(keys)
 
     def compose(self) -> ComposeResult:
         yield ConnectionBanner(id="banner")
@@ -265,7 +271,9 @@ class VoiceApp(App[int]):
         self._reply_ack = True
         self._responses_done = 0
         self._settle_due = False  # a reply ended; the heap is settled once it is quiet
-        self.main = MainScreen(engine.conversation, engine.status, clock, show_cost=show_cost)
+        self.main = MainScreen(
+            engine.conversation, engine.status, clock, show_cost=show_cost, keys=self._keys
+        )
         self.last_saved: Path | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -435,6 +443,12 @@ class VoiceApp(App[int]):
 
     # -- key actions ------------------------------------------------------------------
 
+    def on_key(self, event: events.Key) -> None:
+        # a key that bubbled up unhandled while the message box is open was typed in
+        # the burst that opened it (see TextInputScreen.take_stray_key)
+        if isinstance(self.screen, TextInputScreen):
+            self.screen.take_stray_key(event)
+
     def action_push_to_talk(self) -> None:
         self._reply_ack = True
         self.engine.push_to_talk()
@@ -446,6 +460,9 @@ class VoiceApp(App[int]):
         self.engine.commit()
 
     def action_cancel(self) -> None:
+        if self.screen.query("HelpPanel"):  # escape closes the help panel first
+            self.action_hide_help_panel()
+            return
         self._reply_ack = False
         if self.engine.stop_reconnecting():  # nothing to cancel while the line is down
             self.ack(f"stopped reconnecting: {self._key_name('reconnect')} to try again")
@@ -510,6 +527,9 @@ class VoiceApp(App[int]):
         log.display = not log.display
         if log.display:
             log.flush()
+            log.focus_filter()  # typed letters filter; they must not trigger keys
+        else:
+            self.transcript.focus()
 
     def action_save(self) -> None:
         self.transcript.flush_now()
@@ -550,7 +570,9 @@ class VoiceApp(App[int]):
         self.exit(0)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit" or screen is not self.main:
+                yield command  # the main screen's own "Quit (q)" closes the engine first
         if screen is not self.main:
             return
         for action in ACTIONS:

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.timer import Timer
 from textual.widgets import Input, OptionList, Static
@@ -112,6 +113,8 @@ class EventLog(Vertical):
     EventLog > #event-detail { height: 1fr; overflow-y: auto; border-top: solid $primary; }
     """
 
+    BINDINGS = [Binding("escape", "leave", "Back to the transcript", id="eventlog_leave")]
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.entries: list[Entry] = []
@@ -129,6 +132,13 @@ class EventLog(Vertical):
         # runs only while the log is shown and events wait: a hidden log costs nothing
         self._batch = self.set_interval(0.1, self.flush, name="eventlog-flush")
         self._batch.pause()
+
+    def focus_filter(self) -> None:
+        self.query_one("#event-filter", Input).focus()
+
+    def action_leave(self) -> None:
+        """Escape in the log: back to the transcript, where the keys act again."""
+        self.screen.query_one("#transcript").focus()
 
     def add(self, direction: str, event: Mapping[str, Any]) -> None:
         """Queue one event; :meth:`flush` (10 per second, while shown) renders the batch."""

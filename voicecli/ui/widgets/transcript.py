@@ -220,14 +220,18 @@ class TranscriptView(ScrollView, can_focus=True):
                 self._frame.pause()
             return
         width = max(self.scrollable_content_region.width, 10)
+        repaint_all = self._order_dirty
         if self._order_dirty:
             self._rebuild_order()
         offsets = [0]
         total = 0
+        changed_start: int | None = None  # first line of the first re-rendered turn
         changed_end = 0  # end line of the lowest turn re-rendered for new content
         for turn in self._turns:
             if turn.width != width:
                 new_content = turn.width == NEW
+                if changed_start is None:
+                    changed_start = total
                 self._render_turn(turn, width)
                 if new_content:
                     changed_end = total + len(turn.lines)
@@ -235,6 +239,7 @@ class TranscriptView(ScrollView, can_focus=True):
             offsets.append(total)
         bottom = self.scroll_offset.y + self.scrollable_content_region.height
         new_below = total > self._offsets[-1] or changed_end > bottom
+        old_total = self._offsets[-1]
         self._offsets = offsets
         self._dirty = False
         self.repaints += 1
@@ -242,9 +247,15 @@ class TranscriptView(ScrollView, can_focus=True):
         if self.following:
             # force: the scrollbar that permits scrolling appears only at the next layout
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True, force=True)
-        elif new_below:
+        elif new_below and not self.unseen:
             self.unseen = True
-        self.refresh()
+            repaint_all = True  # the marker
+        if repaint_all or changed_start is None:
+            self.refresh()
+        else:
+            # a streamed delta repaints the lines from its turn down, not the whole view
+            # (a scroll that follows repaints everything by itself)
+            self.refresh_lines(changed_start, max(total, old_total) - changed_start)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
