@@ -41,6 +41,7 @@ async def test_keys_rebound_in_config_drive_the_ui(server: RealtimeServer, tmp_p
         await pilot.press("f2")
         await until(pilot, lambda: app.status_bar.status.turn_mode == "local-vad")
         await until(pilot, lambda: len(received(server, "session.update")) > before)
+        await pilot.press("escape")  # from the log's filter back to the transcript
         footer_keys = set(app.screen.active_bindings)
         assert "x" in footer_keys and "f2" in footer_keys and "l" not in footer_keys
 
