@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -144,6 +145,9 @@ ACTIONS: tuple[Action, ...] = (
     Action("quit", "quit", "Quit", "Quit cleanly"),
 )
 
+
+NO_TERMINAL_EXIT = 2
+"""Exit code when stdin is not a terminal (a usage error, like the CLI's)."""
 
 UNFREEZE_EVERY = 50
 """Heap settles (one per reply) between two full garbage collections (see
@@ -633,6 +637,10 @@ def run_app(config: Config, local: bool, debug: bool) -> int:
     started (no API key needed). Without ``local`` and without a key, a screen explains
     how to set one and the exit code is :data:`NO_KEY_EXIT`.
     """
+    if not sys.stdin.isatty():
+        # Textual's input thread would spin a core for ever on a closed or piped stdin
+        sys.stderr.write("voicecli needs a terminal; for scripts use `voicecli ask`\n")
+        return NO_TERMINAL_EXIT
     api_key: str | None = None
     if not local:
         from voicecli.secrets import resolve_api_key

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import Protocol
 
 from rich.console import Group, RenderableType
@@ -29,6 +30,8 @@ from textual.strip import Strip
 from textual.timer import Timer
 
 FRAME_S = 1 / 30
+TRANSCRIPT_TIMEOUT_S = 30.0
+"""A user turn shows "… transcribing" this long, then "(no transcript)"."""
 NEW = -1
 """A turn's width when its content changed (a delta, a new item)."""
 STALE = -2
@@ -79,8 +82,12 @@ class _Turn:
 ROLE_STYLE = {"user": "bold cyan", "assistant": "bold green", "system": "bold magenta"}
 
 
-def render_item(item: ItemView) -> RenderableType:
-    """One turn as Rich text: a role header line and the body."""
+def render_item(item: ItemView, *, transcript_given_up: bool = False) -> RenderableType:
+    """One turn as Rich text: a role header line and the body.
+
+    ``transcript_given_up``: the user's transcription is still pending but has waited
+    longer than :data:`TRANSCRIPT_TIMEOUT_S` (the server may never send it).
+    """
     if item.type == "function_call":
         head = Text("ƒ call ", style="bold yellow") + Text(f"{item.name or '?'}")
         return Group(head, Text(item.arguments or "", style="yellow"))
@@ -100,6 +107,8 @@ def render_item(item: ItemView) -> RenderableType:
         text = item.text
         if text:
             body.append(text)
+        elif role == "user" and item.transcript_pending and transcript_given_up:
+            body.append("(no transcript)", style="dim italic")
         elif role == "user" and item.transcript_pending:
             body.append("… transcribing", style="dim italic")
         elif role == "assistant" and item.status == "in_progress":
@@ -129,6 +138,8 @@ class TranscriptView(ScrollView, can_focus=True):
         self._dirty = True
         self._frame: Timer | None = None
         self._error_count = 0
+        self._pending_since: dict[str, float] = {}  # item id -> first shown transcribing
+        self._rechecks: set[str] = set()  # item ids with a timeout timer running
         self.following = True
         """The view scrolls to each new line; False once the user scrolls up."""
         self.unseen = False
@@ -205,7 +216,10 @@ class TranscriptView(ScrollView, can_focus=True):
             renderable = Text("⚠ " + turn.error, style="bold red")
         else:
             item = self.conversation.item(turn.key)
-            renderable = render_item(item) if item is not None else Text("")
+            given_up = item is not None and self._transcript_given_up(item)
+            renderable = (
+                render_item(item, transcript_given_up=given_up) if item is not None else Text("")
+            )
         console = self.app.console
         options = console.options.update_width(max(width, 1))
         lines = console.render_lines(renderable, options, pad=False)
@@ -213,6 +227,24 @@ class TranscriptView(ScrollView, can_focus=True):
         strips.append(Strip.blank(0))
         turn.lines = strips
         turn.width = width
+
+    def _transcript_given_up(self, item: ItemView) -> bool:
+        if not (item.role == "user" and item.transcript_pending):
+            self._pending_since.pop(item.id, None)
+            return False
+        now = monotonic()
+        left = self._pending_since.setdefault(item.id, now) + TRANSCRIPT_TIMEOUT_S - now
+        if left <= 0:
+            return True
+        if item.id not in self._rechecks:
+            # show the verdict when it is due, even if nothing else changes the turn
+            self._rechecks.add(item.id)
+            self.set_timer(left, lambda: self._recheck(item.id))
+        return False
+
+    def _recheck(self, item_id: str) -> None:
+        self._rechecks.discard(item_id)
+        self.item_changed(item_id)
 
     def _flush(self) -> None:
         if not self._dirty or not self.is_mounted:
