@@ -9,6 +9,7 @@ non-blocking action methods; what the server answers shows in the status bar.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import sys
 import time
@@ -146,6 +147,13 @@ ACTIONS: tuple[Action, ...] = (
 )
 
 
+FOOTER_IDS = frozenset(a.id for a in ACTIONS if a.footer)
+WIDE_ONLY = frozenset({"commit", "clear", "save"})
+"""Footer keys left out below :data:`COMPACT_FOOTER_BELOW` columns (all stay bound and
+in the command palette)."""
+COMPACT_FOOTER_BELOW = 120
+"""Terminal width (columns) under which the footer drops its padding."""
+
 NO_TERMINAL_EXIT = 2
 """Exit code when stdin is not a terminal (a usage error, like the CLI's)."""
 
@@ -187,6 +195,33 @@ class ConnectionBanner(Static):
             self.display = False
 
 
+class AudioWarning(Static):
+    """The start-up audio notices (no microphone, no speaker), kept on screen: a toast
+    alone is gone in seconds, the missing device is not."""
+
+    DEFAULT_CSS = """
+    AudioWarning { height: auto; color: $warning; padding: 0 1; display: none; }
+    """
+
+    def show_notices(self, notices: Sequence[str]) -> None:
+        self.update(Text("\n".join(f"⚠ {n}" for n in notices)))
+        self.display = bool(notices)
+
+
+def first_hint(mode: TurnMode, key: Callable[[str], str]) -> str:
+    """The empty transcript's one line: how to talk in ``mode``, type, and get help.
+
+    ``key(action_id)`` names the key bound to an action.
+    """
+    talk = {
+        "push-to-talk": f"press {key('push_to_talk')} to talk, again to send",
+        "local-vad": "just speak: a pause ends your turn",
+        "server-vad": "just speak: the server hears when you pause",
+        "semantic-vad": "just speak: the server hears when you are done",
+    }[mode]
+    return f"{talk} ({key('turn_mode')}: mode) · {key('text')}: type · ctrl+p: commands"
+
+
 class MainScreen(Screen[None]):
     """Transcript, optional event log, status bar, footer."""
 
@@ -210,8 +245,12 @@ class MainScreen(Screen[None]):
         *,
         show_cost: bool = True,
         keys: Mapping[str, str] | None = None,
+        notices: Sequence[str] = (),
+        hint: str = "",
     ) -> None:
         super().__init__()
+        self._notices = notices
+        self._hint = hint
         self._conversation = conversation
         self._status = status
         self._clock = clock
@@ -224,6 +263,7 @@ class MainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield ConnectionBanner(id="banner")
+        yield AudioWarning(id="audio-warning")
         with Horizontal(id="body"):
             yield TranscriptView(self._conversation, id="transcript")
             yield EventLog(id="eventlog")
@@ -232,7 +272,27 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(EventLog).display = False
-        self.query_one(TranscriptView).focus()
+        self.query_one(AudioWarning).show_notices(self._notices)
+        transcript = self.query_one(TranscriptView)
+        transcript.hint = self._hint
+        transcript.focus()
+
+    def on_resize(self) -> None:
+        # a narrow footer drops its padding and the keys named elsewhere (the palette,
+        # the first-screen hint), so the ones a user needs stay visible at 80 columns
+        narrow = self.size.width < COMPACT_FOOTER_BELOW
+        self.query_one(Footer).compact = narrow
+        bindings = self._bindings.key_to_bindings
+        for key, bound in bindings.items():
+            bindings[key] = [
+                dataclasses.replace(
+                    b, show=b.id in FOOTER_IDS and not (narrow and b.id in WIDE_ONLY)
+                )
+                if b.id in FOOTER_IDS or b.id in WIDE_ONLY
+                else b
+                for b in bound
+            ]
+        self.refresh_bindings()
 
 
 class VoiceApp(App[int]):
@@ -275,8 +335,15 @@ class VoiceApp(App[int]):
         self._reply_ack = True
         self._responses_done = 0
         self._settle_due = False  # a reply ended; the heap is settled once it is quiet
+        self._hint_mode: TurnMode = engine.status.turn_mode
         self.main = MainScreen(
-            engine.conversation, engine.status, clock, show_cost=show_cost, keys=self._keys
+            engine.conversation,
+            engine.status,
+            clock,
+            show_cost=show_cost,
+            keys=self._keys,
+            notices=self._notices,
+            hint=first_hint(self._hint_mode, self._key_name),
         )
         self.last_saved: Path | None = None
 
@@ -289,6 +356,7 @@ class VoiceApp(App[int]):
         self._unsubscribe = self.engine.subscribe(self._forward_note)
         for text in self._notices:
             self.notify(text, severity="warning", timeout=10)
+
         # the history is laid out by the first refresh: freeze it before audio plays
         self.call_after_refresh(self._settle_heap)
         if self._run_engine:
@@ -341,8 +409,14 @@ class VoiceApp(App[int]):
 
     # -- engine notifications -----------------------------------------------------------
 
+    def _show_hint(self, mode: TurnMode) -> None:
+        self._hint_mode = mode
+        self.transcript.hint = first_hint(mode, self._key_name)
+
     def on_status_update(self, message: StatusUpdate) -> None:
         self.status_bar.show(message.status)
+        if message.status.turn_mode != self._hint_mode:
+            self._show_hint(message.status.turn_mode)
         if self._settle_due and message.status.response == "idle":
             self._settle_heap()  # the reply is over and the speaker quiet
 
@@ -615,14 +689,20 @@ def build_audio(config: Config) -> tuple[AudioSource | None, AudioSink | None, l
     # sounddevice's own PortAudioError (e.g. "Error querying device -1" when there is
     # no default device) derives from Exception only, hence the broad catches here.
     except Exception as exc:
-        notices.append(f"no microphone ({_one_line(exc)}): text mode, press t to type")
+        notices.append(
+            f"no microphone found: {_one_line(exc)}; see `voicecli devices` "
+            "(text mode: press t to type)"
+        )
     try:
         sink = DeviceSink(
             find_device(config.audio.output_device, kind="output"),
             latency=config.audio.output_latency,
         )
     except Exception as exc:
-        notices.append(f"no speaker ({_one_line(exc)}): replies are shown, not played")
+        notices.append(
+            f"no speaker found: {_one_line(exc)}; see `voicecli devices` "
+            "(replies are shown, not played)"
+        )
     return source, sink, notices
 
 

@@ -107,13 +107,13 @@ class EventLog(Vertical):
     """Filter box, one line per event (consecutive deltas of one item merged), JSON detail."""
 
     DEFAULT_CSS = """
-    EventLog { width: 60; border-left: solid $primary; }
+    EventLog { width: 40%; border-left: solid $primary; }
     EventLog > Input { height: 3; }
     EventLog > OptionList { height: 2fr; }
     EventLog > #event-detail { height: 1fr; overflow-y: auto; border-top: solid $primary; }
     """
 
-    BINDINGS = [Binding("escape", "leave", "Back to the transcript", id="eventlog_leave")]
+    BINDINGS = [Binding("escape", "leave", "Back", id="eventlog_leave")]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)

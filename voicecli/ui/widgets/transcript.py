@@ -140,12 +140,23 @@ class TranscriptView(ScrollView, can_focus=True):
         self._error_count = 0
         self._pending_since: dict[str, float] = {}  # item id -> first shown transcribing
         self._rechecks: set[str] = set()  # item ids with a timeout timer running
+        self._hint = ""
         self.following = True
         """The view scrolls to each new line; False once the user scrolls up."""
         self.unseen = False
         """New lines arrived below the view while not following (shows the marker)."""
         self.repaints = 0
         """Number of flushes that changed something (the benchmark reads it)."""
+
+    @property
+    def hint(self) -> str:
+        """Shown while the conversation is empty (how to talk, type, get help)."""
+        return self._hint
+
+    @hint.setter
+    def hint(self, text: str) -> None:
+        self._hint = text
+        self.refresh()
 
     def on_mount(self) -> None:
         # runs only while something waits to be shown: an idle view costs no wake-ups
@@ -307,6 +318,8 @@ class TranscriptView(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         line_no = self.scroll_offset.y + y
         offsets = self._offsets
+        if not self._turns and line_no == 0 and self._hint:
+            return self._hint_strip()
         if line_no >= offsets[-1] or not self._turns:
             return Strip.blank(self.size.width, self.rich_style)
         turn_no = bisect.bisect_right(offsets, line_no) - 1
@@ -316,6 +329,13 @@ class TranscriptView(ScrollView, can_focus=True):
         if self.unseen and y == self.size.height - 1:
             strip = self._with_marker(strip)
         return strip
+
+    def _hint_strip(self) -> Strip:
+        text = Text(self._hint, style="dim italic", no_wrap=True, overflow="ellipsis")
+        width = self.scrollable_content_region.width
+        text.truncate(max(width, 1), overflow="ellipsis")
+        segments = list(text.render(self.app.console))
+        return Strip(segments).crop_extend(0, self.size.width, self.rich_style)
 
     def _with_marker(self, strip: Strip) -> Strip:
         width = self.scrollable_content_region.width  # inside the padding
