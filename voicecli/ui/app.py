@@ -170,10 +170,14 @@ SENT_ACKS: Mapping[str, str] = {
 
 
 class ConnectionBanner(Static):
-    """Shown while the connection is not up: reconnecting (attempt n) or failed."""
+    """Shown while the connection is not up: reconnecting (attempt n) or failed.
+
+    It wraps rather than cut its hints in a narrow terminal."""
 
     DEFAULT_CSS = """
-    ConnectionBanner { height: 1; background: $warning; color: $text; display: none; padding: 0 1; }
+    ConnectionBanner {
+        height: auto; background: $warning; color: $text; display: none; padding: 0 1;
+    }
     ConnectionBanner.failed { background: $error; }
     """
 
