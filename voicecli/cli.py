@@ -243,8 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _tui(config: Config, args: argparse.Namespace) -> int:
+    if not sys.stdin.isatty():
+        # Textual's input thread would spin a core for ever on a closed or piped stdin
+        sys.stderr.write("voicecli needs a terminal; for scripts use `voicecli ask`\n")
+        return EXIT_USAGE
     try:
-        from voicecli.ui.app import VoiceApp
+        from voicecli.ui.app import VoiceApp, release_heap
         from voicecli.ui.screens.nokey import NO_KEY_EXIT, NoKeyApp
     except ImportError as exc:
         _error(None, f"the terminal UI is unavailable ({exc})")
@@ -257,12 +261,17 @@ def _tui(config: Config, args: argparse.Namespace) -> int:
             return NO_KEY_EXIT if code is None else int(code)
         built = build_ui_engine(ep)
         try:
-            app = VoiceApp(built.engine, ep.config, notices=built.notices)
+            # no key sent (a local server): nothing to pay, so no cost estimate
+            app = VoiceApp(
+                built.engine, ep.config, notices=built.notices, show_cost=ep.api_key is not None
+            )
             if args.debug:
                 app.notify("debug: events are logged; press l for the event log")
             code = app.run()
         finally:
             built.close()
+        del app, built
+        release_heap()
         return 0 if code is None else int(code)
 
 

@@ -122,14 +122,20 @@ def ui_audio(config: Config) -> tuple[AudioSource | None, AudioSink | None, list
     # sounddevice's own PortAudioError (e.g. "Error querying device -1" when there is
     # no default device) derives from Exception only, hence the broad catches here.
     except Exception as exc:
-        notices.append(f"no microphone ({_one_line(exc)}): text mode, press t to type")
+        notices.append(
+            f"no microphone found: {_one_line(exc)}; see `voicecli devices` "
+            "(text mode: press t to type)"
+        )
     try:
         sink = DeviceSink(
             find_device(config.audio.output_device, kind="output"),
             latency=config.audio.output_latency,
         )
     except Exception as exc:
-        notices.append(f"no speaker ({_one_line(exc)}): replies are shown, not played")
+        notices.append(
+            f"no speaker found: {_one_line(exc)}; see `voicecli devices` "
+            "(replies are shown, not played)"
+        )
     return source, sink, notices
 
 

@@ -15,7 +15,7 @@ from voicecli.compose import ui_audio
 from voicecli.config import DEFAULT_KEYS, ConfigError
 from voicecli.engine import Engine
 from voicecli.server import RealtimeServer
-from voicecli.ui.app import ACTIONS, ConnectionBanner, VoiceApp
+from voicecli.ui.app import ACTIONS, AudioWarning, ConnectionBanner, VoiceApp
 from voicecli.ui.screens.text_input import TextInputScreen
 
 
@@ -42,6 +42,7 @@ async def test_keys_rebound_in_config_drive_the_ui(server: RealtimeServer, tmp_p
         await pilot.press("f2")
         await until(pilot, lambda: app.status_bar.status.turn_mode == "local-vad")
         await until(pilot, lambda: len(received(server, "session.update")) > before)
+        await pilot.press("escape")  # from the log's filter back to the transcript
         footer_keys = set(app.screen.active_bindings)
         assert "x" in footer_keys and "f2" in footer_keys and "l" not in footer_keys
 
@@ -132,9 +133,10 @@ async def test_no_default_device_gives_text_mode_and_the_speaker_gets_the_latenc
     assert source is None and sink is None
     assert opened == [{"device": None, "latency": 0.35}]
     assert notices == [
-        "no microphone (no input device matches 'usb'; input devices: none): "
-        "text mode, press t to type",
-        "no speaker (Error querying device -1): replies are shown, not played",
+        "no microphone found: no input device matches 'usb'; input devices: none; "
+        "see `voicecli devices` (text mode: press t to type)",
+        "no speaker found: Error querying device -1; see `voicecli devices` "
+        "(replies are shown, not played)",
     ]
 
     engine = Engine(config, source=source, sink=sink, api_key=None)
@@ -144,6 +146,9 @@ async def test_no_default_device_gives_text_mode_and_the_speaker_gets_the_latenc
         await until(pilot, lambda: len(toast_texts(app)) >= 2)
         texts = "\n".join(toast_texts(app))
         assert "no microphone" in texts and "no speaker" in texts
+        app.clear_notifications()  # the toasts go; the warnings stay on screen
+        warning = str(app.main.query_one(AudioWarning).render())
+        assert "no microphone found" in warning and "no speaker found" in warning
         await pilot.press("slash", *"typed", "enter")
         await until(pilot, lambda: "You said: typed" in app.transcript.markdown())
         assert received(server, "conversation.item.create")[-1]["item"]["content"] == [

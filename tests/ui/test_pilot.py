@@ -203,8 +203,11 @@ async def test_session_editor_sends_only_changed_fields(
         editor = app.screen
         assert isinstance(editor, SessionEditor)
         editor.query_one("#f-speed", Input).value = "1.25"
-        editor.query_one("#f-max_output_tokens", Input).value = "300"
-        await pilot.press("ctrl+a")
+        field = editor.query_one("#f-max_output_tokens", Input)
+        field.value = "300"
+        field.focus()  # apply works from inside a text field
+        await pilot.pause()
+        await pilot.press("ctrl+s")
         await until(pilot, lambda: len(received(server, "session.update")) > before)
         update = received(server, "session.update")[-1]["session"]
         assert update == {
@@ -228,7 +231,7 @@ async def test_session_editor_validates_before_sending(
         editor = app.screen
         assert isinstance(editor, SessionEditor)
         editor.query_one("#f-speed", Input).value = "9"
-        await pilot.press("ctrl+a")
+        await pilot.press("ctrl+s")
         await pilot.pause()
         assert "between" in str(editor.query_one("#e-speed").render())
         assert len(server.received) == before

@@ -6,12 +6,13 @@ Update after an intended change with ``pytest tests/ui --snapshot-update``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from textual.pilot import Pilot
 
 from tests.ui.fakes import FakeEngine, mid_conversation
-from voicecli.engine.notifications import EventLogged
+from voicecli.engine.notifications import EventLogged, StatusChanged
 from voicecli.ui.app import VoiceApp
 from voicecli.ui.screens.nokey import NoKeyApp
 
@@ -129,3 +130,42 @@ def test_event_log(snap_compare: Any) -> None:
 
 def test_no_key_screen(snap_compare: Any) -> None:
     assert snap_compare(NoKeyApp(), terminal_size=SIZE)
+
+
+NO_AUDIO = [
+    "no microphone found: no input device matches 'usb'; input devices: none; "
+    "see `voicecli devices` (text mode: press t to type)",
+    "no speaker found: Error querying device -1; see `voicecli devices` "
+    "(replies are shown, not played)",
+]
+
+
+def test_first_screen_80x24_without_audio(snap_compare: Any) -> None:
+    """An empty conversation: the one-line hint, the audio warnings kept on screen."""
+    engine = FakeEngine()
+    app = VoiceApp(engine, None, run_engine=False, clock=lambda: NOW, notices=NO_AUDIO)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        app.clear_notifications()  # the toasts go; the warning line stays
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_main_screen_80x24_with_the_event_log(snap_compare: Any) -> None:
+    """Narrow: the status bar keeps VAD, time left and audio trouble; the log takes a
+    share of the width, the transcript keeps the rest; every key in the footer."""
+    app, engine = scripted_app()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        engine.publish(StatusChanged(dataclasses.replace(engine.status, underruns=3)))
+        await pilot.press("l")
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_main_screen_200x50(snap_compare: Any) -> None:
+    app, _ = scripted_app()
+    assert snap_compare(app, terminal_size=(200, 50), run_before=settle)

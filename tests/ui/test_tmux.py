@@ -41,8 +41,8 @@ def tmux(*args: str, socket: str) -> str:
     ).stdout
 
 
-@pytest.fixture
-def session(tmp_path: Path) -> Iterator[str]:
+def start(tmp_path: Path, command: str) -> str:
+    """A new tmux server and session running ``command``; returns its name."""
     require("tmux", shutil.which("tmux") is not None, "apt-get install tmux")
     name = f"voicecli-{uuid.uuid4().hex[:8]}"
     env = {
@@ -53,6 +53,8 @@ def session(tmp_path: Path) -> Iterator[str]:
         "XDG_DATA_HOME": str(tmp_path / "data"),
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
     }
+    if "PULSE_SERVER" in os.environ:  # the virtual sound card, when the run has one
+        env["PULSE_SERVER"] = os.environ["PULSE_SERVER"]
     env_args = [arg for k, v in env.items() for arg in ("-e", f"{k}={v}")]
     tmux(
         "new-session",
@@ -64,9 +66,15 @@ def session(tmp_path: Path) -> Iterator[str]:
         "-y",
         "40",
         *env_args,
-        f"{sys.executable} -m voicecli --local",
+        command,
         socket=name,
     )
+    return name
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[str]:
+    name = start(tmp_path, f"{sys.executable} -m voicecli --local")
     try:
         yield name
     finally:
@@ -119,3 +127,20 @@ def test_local_text_conversation_in_a_real_terminal(session: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"q did not quit voicecli; last screen:\n{screen(session)}")
         time.sleep(0.1)
+
+
+def test_a_normal_quit_prints_nothing(tmp_path: Path) -> None:
+    """Nothing on stderr after the UI closes (it was 18 nanobind "leaked" lines)."""
+    marker = "VOICECLI-EXIT="
+    name = start(tmp_path, f"{sys.executable} -m voicecli --local; echo {marker}$?; sleep 60")
+    try:
+        wait_screen(name, lambda s: "connected" in s)
+        tmux("send-keys", "-t", name, "q", socket=name)
+        text = wait_screen(name, lambda s: marker in s)
+        # Textual has left the alternate screen: what remains was printed after it
+        lines = [line for line in text.splitlines() if line.strip()]
+        assert lines == [f"{marker}0"], text
+    finally:
+        subprocess.run(
+            ["tmux", "-L", name, "kill-server"], capture_output=True, timeout=10, env=clean_env()
+        )

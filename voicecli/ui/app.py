@@ -10,6 +10,7 @@ non-blocking action methods; what the server answers shows in the status bar.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -148,6 +149,14 @@ ACTIONS: tuple[Action, ...] = (
 )
 
 
+FOOTER_IDS = frozenset(a.id for a in ACTIONS if a.footer)
+WIDE_ONLY = frozenset({"commit", "clear", "save"})
+"""Footer keys left out below :data:`COMPACT_FOOTER_BELOW` columns (all stay bound and
+in the command palette)."""
+COMPACT_FOOTER_BELOW = 120
+"""Terminal width (columns) under which the footer drops its padding."""
+
+
 UNFREEZE_EVERY = 50
 """Heap settles (one per reply) between two full garbage collections (see
 :meth:`VoiceApp._settle_heap`)."""
@@ -161,10 +170,14 @@ SENT_ACKS: Mapping[str, str] = {
 
 
 class ConnectionBanner(Static):
-    """Shown while the connection is not up: reconnecting (attempt n) or failed."""
+    """Shown while the connection is not up: reconnecting (attempt n) or failed.
+
+    It wraps rather than cut its hints in a narrow terminal."""
 
     DEFAULT_CSS = """
-    ConnectionBanner { height: 1; background: $warning; color: $text; display: none; padding: 0 1; }
+    ConnectionBanner {
+        height: auto; background: $warning; color: $text; display: none; padding: 0 1;
+    }
     ConnectionBanner.failed { background: $error; }
     """
 
@@ -186,6 +199,33 @@ class ConnectionBanner(Static):
             self.display = False
 
 
+class AudioWarning(Static):
+    """The start-up audio notices (no microphone, no speaker), kept on screen: a toast
+    alone is gone in seconds, the missing device is not."""
+
+    DEFAULT_CSS = """
+    AudioWarning { height: auto; color: $warning; padding: 0 1; display: none; }
+    """
+
+    def show_notices(self, notices: Sequence[str]) -> None:
+        self.update(Text("\n".join(f"⚠ {n}" for n in notices)))
+        self.display = bool(notices)
+
+
+def first_hint(mode: TurnMode, key: Callable[[str], str]) -> str:
+    """The empty transcript's one line: how to talk in ``mode``, type, and get help.
+
+    ``key(action_id)`` names the key bound to an action.
+    """
+    talk = {
+        "push-to-talk": f"press {key('push_to_talk')} to talk, again to send",
+        "local-vad": "just speak: a pause ends your turn",
+        "server-vad": "just speak: the server hears when you pause",
+        "semantic-vad": "just speak: the server hears when you are done",
+    }[mode]
+    return f"{talk} ({key('turn_mode')}: mode) · {key('text')}: type · ctrl+p: commands"
+
+
 class MainScreen(Screen[None]):
     """Transcript, optional event log, status bar, footer."""
 
@@ -202,24 +242,61 @@ class MainScreen(Screen[None]):
     ]
 
     def __init__(
-        self, conversation: ConversationView, status: EngineStatus, clock: Callable[[], float]
+        self,
+        conversation: ConversationView,
+        status: EngineStatus,
+        clock: Callable[[], float],
+        *,
+        show_cost: bool = True,
+        keys: Mapping[str, str] | None = None,
+        notices: Sequence[str] = (),
+        hint: str = "",
     ) -> None:
         super().__init__()
+        self._notices = notices
+        self._hint = hint
         self._conversation = conversation
         self._status = status
         self._clock = clock
+        self._show_cost = show_cost
+        if keys:
+            # Rebound here too, not only through the app's keymap: Textual drops the keys
+            # a focused Input consumes *before* it applies the keymap, so with the event
+            # log's filter focused a key rebound to f2 would be lost with its default v.
+            self._bindings.apply_keymap(keys)
 
     def compose(self) -> ComposeResult:
         yield ConnectionBanner(id="banner")
+        yield AudioWarning(id="audio-warning")
         with Horizontal(id="body"):
             yield TranscriptView(self._conversation, id="transcript")
             yield EventLog(id="eventlog")
-        yield StatusBar(self._status, clock=self._clock, id="status")
+        yield StatusBar(self._status, clock=self._clock, show_cost=self._show_cost, id="status")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one(EventLog).display = False
-        self.query_one(TranscriptView).focus()
+        self.query_one(AudioWarning).show_notices(self._notices)
+        transcript = self.query_one(TranscriptView)
+        transcript.hint = self._hint
+        transcript.focus()
+
+    def on_resize(self) -> None:
+        # a narrow footer drops its padding and the keys named elsewhere (the palette,
+        # the first-screen hint), so the ones a user needs stay visible at 80 columns
+        narrow = self.size.width < COMPACT_FOOTER_BELOW
+        self.query_one(Footer).compact = narrow
+        bindings = self._bindings.key_to_bindings
+        for key, bound in bindings.items():
+            bindings[key] = [
+                dataclasses.replace(
+                    b, show=b.id in FOOTER_IDS and not (narrow and b.id in WIDE_ONLY)
+                )
+                if b.id in FOOTER_IDS or b.id in WIDE_ONLY
+                else b
+                for b in bound
+            ]
+        self.refresh_bindings()
 
 
 class VoiceApp(App[int]):
@@ -227,7 +304,8 @@ class VoiceApp(App[int]):
 
     ``notices`` are shown at start (e.g. "no microphone: text mode"). ``run_engine``
     False leaves the engine unstarted (snapshot tests drive state themselves).
-    ``clock`` feeds the session-time-left display.
+    ``clock`` feeds the session-time-left display. ``show_cost`` False hides the cost
+    estimate (no API key was sent: nothing is billed).
     """
 
     CSS_PATH = "voicecli.tcss"
@@ -244,6 +322,7 @@ class VoiceApp(App[int]):
         clock: Callable[[], float] = time.time,
         keys: Mapping[str, str] | None = None,
         save_dir: Path | None = None,
+        show_cost: bool = True,
     ) -> None:
         super().__init__()
         self.engine = engine
@@ -260,7 +339,16 @@ class VoiceApp(App[int]):
         self._reply_ack = True
         self._responses_done = 0
         self._settle_due = False  # a reply ended; the heap is settled once it is quiet
-        self.main = MainScreen(engine.conversation, engine.status, clock)
+        self._hint_mode: TurnMode = engine.status.turn_mode
+        self.main = MainScreen(
+            engine.conversation,
+            engine.status,
+            clock,
+            show_cost=show_cost,
+            keys=self._keys,
+            notices=self._notices,
+            hint=first_hint(self._hint_mode, self._key_name),
+        )
         self.last_saved: Path | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -275,6 +363,7 @@ class VoiceApp(App[int]):
             tools.approver = approval_prompt(self)
         for text in self._notices:
             self.notify(text, severity="warning", timeout=10)
+
         # the history is laid out by the first refresh: freeze it before audio plays
         self.call_after_refresh(self._settle_heap)
         if self._run_engine:
@@ -327,8 +416,14 @@ class VoiceApp(App[int]):
 
     # -- engine notifications -----------------------------------------------------------
 
+    def _show_hint(self, mode: TurnMode) -> None:
+        self._hint_mode = mode
+        self.transcript.hint = first_hint(mode, self._key_name)
+
     def on_status_update(self, message: StatusUpdate) -> None:
         self.status_bar.show(message.status)
+        if message.status.turn_mode != self._hint_mode:
+            self._show_hint(message.status.turn_mode)
         if self._settle_due and message.status.response == "idle":
             self._settle_heap()  # the reply is over and the speaker quiet
 
@@ -436,6 +531,12 @@ class VoiceApp(App[int]):
 
     # -- key actions ------------------------------------------------------------------
 
+    def on_key(self, event: events.Key) -> None:
+        # a key that bubbled up unhandled while the message box is open was typed in
+        # the burst that opened it (see TextInputScreen.take_stray_key)
+        if isinstance(self.screen, TextInputScreen):
+            self.screen.take_stray_key(event)
+
     def action_push_to_talk(self) -> None:
         self._reply_ack = True
         self.engine.push_to_talk()
@@ -447,6 +548,9 @@ class VoiceApp(App[int]):
         self.engine.commit()
 
     def action_cancel(self) -> None:
+        if self.screen.query("HelpPanel"):  # escape closes the help panel first
+            self.action_hide_help_panel()
+            return
         self._reply_ack = False
         if self.engine.stop_reconnecting():  # nothing to cancel while the line is down
             self.ack(f"stopped reconnecting: {self._key_name('reconnect')} to try again")
@@ -509,6 +613,9 @@ class VoiceApp(App[int]):
         log.display = not log.display
         if log.display:
             log.flush()
+            log.focus_filter()  # typed letters filter; they must not trigger keys
+        else:
+            self.transcript.focus()
 
     def action_save(self) -> None:
         self.transcript.flush_now()
@@ -549,7 +656,9 @@ class VoiceApp(App[int]):
         self.exit(0)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit" or screen is not self.main:
+                yield command  # the main screen's own "Quit (q)" closes the engine first
         if screen is not self.main:
             return
         for action in ACTIONS:
@@ -567,3 +676,14 @@ def _config_keys(config: Config | None) -> dict[str, str]:
     if config is None:
         return {}
     return {str(k): str(v) for k, v in config.keys.items()}
+
+
+def release_heap() -> None:
+    """Thaw and collect what :meth:`VoiceApp._settle_heap` froze, once the app is gone.
+
+    Frozen objects are never collected, so without this the engine's soxr resamplers
+    (C++ objects behind nanobind) outlive the interpreter's module teardown, and
+    nanobind prints ~18 "leaked instance" lines on every quit.
+    """
+    gc.unfreeze()
+    gc.collect()

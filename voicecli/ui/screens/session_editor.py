@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
 
 from voicecli.protocol.notifications import ServerError
 from voicecli.session_form import (
@@ -30,6 +30,14 @@ from voicecli.session_form import (
     validate_form,
 )
 
+TD_REASONS = {
+    "server_vad": "eagerness is greyed out: it applies to semantic_vad only",
+    "semantic_vad": "threshold, padding and silence are greyed out: they apply to "
+    "server_vad only (semantic_vad judges the end of a turn by meaning)",
+    "none": "the VAD fields are greyed out: without turn detection the client ends "
+    "each turn (push-to-talk or local VAD)",
+}
+"""Why fields are greyed out, by turn-detection type."""
 TD_FIELDS = ("td_type", "threshold", "prefix_padding_ms", "silence_duration_ms", "eagerness")
 LABELS = {
     "instructions": "Instructions",
@@ -62,12 +70,15 @@ class SessionEditor(ModalScreen[None]):
     SessionEditor TextArea { height: 5; }
     SessionEditor .error { color: $error; height: auto; padding-left: 22; }
     SessionEditor #voice-reason { color: $warning; padding-left: 22; height: auto; }
+    SessionEditor #td-reason { color: $text-muted; padding-left: 22; height: auto; }
     SessionEditor #buttons { height: 3; align-horizontal: right; }
     SessionEditor #editor-status { height: auto; }
     """
     BINDINGS = [
         Binding("escape", "close", "Close", id="editor_close"),
-        Binding("ctrl+a", "apply", "Apply", id="editor_apply"),
+        # ctrl+s: text fields keep ctrl+a (line start) for themselves; priority, so a
+        # focused TextArea or Input cannot swallow it
+        Binding("ctrl+s", "apply", "Apply", id="editor_apply", priority=True),
     ]
 
     def __init__(
@@ -107,7 +118,7 @@ class SessionEditor(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Horizontal(id="editor"):
             with VerticalScroll(id="form"):
-                yield Label("[b]Session[/b]  (ctrl+a applies, escape closes)")
+                yield Label("[b]Session[/b]  (ctrl+s applies, escape closes)")
                 if self.profiles:
                     with Horizontal(classes="row"):
                         yield Label("Profile", classes="name")
@@ -136,6 +147,8 @@ class SessionEditor(ModalScreen[None]):
                     "max_output_tokens",
                 ):
                     yield from self._row(name)
+                    if name == "td_type":
+                        yield Static("", id="td-reason")
                 yield Static("", id="editor-status")
                 with Horizontal(id="buttons"):
                     yield Button("Apply", variant="primary", id="apply")
@@ -144,9 +157,13 @@ class SessionEditor(ModalScreen[None]):
                 yield Label("[b]Effective session[/b] (from the server)")
                 yield Static(self._effective_text(), id="effective")
 
+        yield Footer()
+
     def on_mount(self) -> None:
         self.query_one("#f-voice", Select).disabled = self.voice_locked
         self._sync_td_fields()
+        first = "#profile" if self.profiles else "#f-instructions"
+        self.query_one(first).focus()
 
     def _effective_text(self) -> Text:
         if not self.session:
@@ -181,6 +198,7 @@ class SessionEditor(ModalScreen[None]):
         for name in ("threshold", "prefix_padding_ms", "silence_duration_ms"):
             self.query_one(f"#f-{name}", Input).disabled = kind != "server_vad"
         self.query_one("#f-eagerness", Select).disabled = kind != "semantic_vad"
+        self.query_one("#td-reason", Static).update(TD_REASONS.get(str(kind), ""))
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "f-td_type":

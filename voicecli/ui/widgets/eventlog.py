@@ -10,7 +10,9 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
+from textual.timer import Timer
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -105,11 +107,13 @@ class EventLog(Vertical):
     """Filter box, one line per event (consecutive deltas of one item merged), JSON detail."""
 
     DEFAULT_CSS = """
-    EventLog { width: 60; border-left: solid $primary; }
+    EventLog { width: 40%; border-left: solid $primary; }
     EventLog > Input { height: 3; }
     EventLog > OptionList { height: 2fr; }
     EventLog > #event-detail { height: 1fr; overflow-y: auto; border-top: solid $primary; }
     """
+
+    BINDINGS = [Binding("escape", "leave", "Back", id="eventlog_leave")]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -117,6 +121,7 @@ class EventLog(Vertical):
         self._shown: list[int] = []
         self._needle = ""
         self._pending: list[tuple[str, Mapping[str, Any]]] = []
+        self._batch: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter events (type, sent, received)", id="event-filter")
@@ -124,17 +129,30 @@ class EventLog(Vertical):
         yield Static("select an event to see its JSON", id="event-detail")
 
     def on_mount(self) -> None:
-        self.set_interval(0.1, self.flush, name="eventlog-flush")
+        # runs only while the log is shown and events wait: a hidden log costs nothing
+        self._batch = self.set_interval(0.1, self.flush, name="eventlog-flush")
+        self._batch.pause()
+
+    def focus_filter(self) -> None:
+        self.query_one("#event-filter", Input).focus()
+
+    def action_leave(self) -> None:
+        """Escape in the log: back to the transcript, where the keys act again."""
+        self.screen.query_one("#transcript").focus()
 
     def add(self, direction: str, event: Mapping[str, Any]) -> None:
         """Queue one event; :meth:`flush` (10 per second, while shown) renders the batch."""
         self._pending.append((direction, event))
         if len(self._pending) > MAX_ENTRIES:
             del self._pending[: MAX_ENTRIES // 10]
+        if self.display and self._batch is not None:
+            self._batch.resume()
 
     def flush(self) -> None:
         """Merge queued events into entries and add their lines in one batch."""
         if not self._pending or not self.display or not self.is_mounted:
+            if self._batch is not None:
+                self._batch.pause()
             return
         pending, self._pending = self._pending, []
         olist = self.query_one(OptionList)

@@ -4,6 +4,12 @@ A line-API :class:`ScrollView`: every turn caches its rendered lines for the cur
 width; a delta only marks its turn dirty, and a ~30 fps timer re-renders the dirty
 turns, fixes the line offsets and repaints once. Nothing re-renders the whole log, and
 only the visible lines are painted.
+
+The view follows the newest line while the user is at the bottom. Whether it follows is
+a state of its own (:attr:`TranscriptView.following`), changed only by where the user
+scrolls: it cannot be read off the scroll offset at flush time, because Textual allows
+a scroll only once a layout has shown the scrollbar, so the first flush that overflows
+the view could not scroll and left it "not at the end" for good.
 """
 
 from __future__ import annotations
@@ -11,18 +17,30 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import Protocol
 
 from rich.console import Group, RenderableType
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
 
 from voicecli.history import interrupted_markdown
 
 FRAME_S = 1 / 30
+TRANSCRIPT_TIMEOUT_S = 30.0
+"""A user turn shows "… transcribing" this long, then "(no transcript)"."""
+NEW = -1
+"""A turn's width when its content changed (a delta, a new item)."""
+STALE = -2
+"""A turn's width when only its rendering is out of date (a resize)."""
+NEW_MARKER = " ↓ new (End) "
+"""Painted over the bottom-right corner while new lines wait below the view."""
 
 
 class ItemView(Protocol):
@@ -60,7 +78,8 @@ class _Turn:
     key: str
     error: str | None = None  # set for inline error rows
     lines: list[Strip] = field(default_factory=list)
-    width: int = -1  # width the lines were rendered for; -1 = dirty
+    width: int = NEW
+    """Width the lines were rendered for; :data:`NEW` or :data:`STALE` to re-render."""
 
 
 ROLE_STYLE = {"user": "bold cyan", "assistant": "bold green", "system": "bold magenta"}
@@ -87,11 +106,17 @@ def call_status(status: str, elapsed_ms: float) -> str:
 
 
 def render_item(
-    item: ItemView, call: tuple[str, float] | None = None, expanded: bool = False
+    item: ItemView,
+    call: tuple[str, float] | None = None,
+    expanded: bool = False,
+    *,
+    transcript_given_up: bool = False,
 ) -> RenderableType:
     """One turn as Rich text: a role header line and the body. A function call is one
     line (``call``: its status and time, when known); its output one folded line, or
-    all of it when ``expanded``."""
+    all of it when ``expanded``. ``transcript_given_up``: the user's transcription is
+    still pending but has waited longer than :data:`TRANSCRIPT_TIMEOUT_S` (the server
+    may never send it)."""
     if item.type == "function_call":
         line = Text("ƒ ", style="bold yellow") + Text(item.name or "?", style="bold")
         line.append(f" {fold(item.arguments or '', FOLD_AT // 2)}", style="yellow")
@@ -118,6 +143,8 @@ def render_item(
         text = item.text
         if text:
             body.append(text)
+        elif role == "user" and item.transcript_pending and transcript_given_up:
+            body.append("(no transcript)", style="dim italic")
         elif role == "user" and item.transcript_pending:
             body.append("… transcribing", style="dim italic")
         elif role == "assistant" and item.status == "in_progress":
@@ -145,14 +172,41 @@ class TranscriptView(ScrollView, can_focus=True):
         self._offsets: list[int] = [0]  # first line of each turn, plus the total
         self._order_dirty = True
         self._dirty = True
+        self._frame: Timer | None = None
         self._error_count = 0
         self._calls: dict[str, tuple[str, float]] = {}  # call item id -> status, ms
         self._expanded: set[str] = set()  # tool outputs shown whole (a click toggles)
+        self._pending_since: dict[str, float] = {}  # item id -> first shown transcribing
+        self._rechecks: set[str] = set()  # item ids with a timeout timer running
+        self._hint = ""
+        self.following = True
+        """The view scrolls to each new line; False once the user scrolls up."""
+        self.unseen = False
+        """New lines arrived below the view while not following (shows the marker)."""
         self.repaints = 0
         """Number of flushes that changed something (the benchmark reads it)."""
 
+    @property
+    def hint(self) -> str:
+        """Shown while the conversation is empty (how to talk, type, get help)."""
+        return self._hint
+
+    @hint.setter
+    def hint(self, text: str) -> None:
+        self._hint = text
+        self.refresh()
+
     def on_mount(self) -> None:
-        self.set_interval(FRAME_S, self._flush, name="transcript-flush")
+        # runs only while something waits to be shown: an idle view costs no wake-ups
+        self._frame = self.set_interval(FRAME_S, self._flush, name="transcript-flush")
+        if not self._dirty:
+            self._frame.pause()
+
+    def _mark(self) -> None:
+        if not self._dirty:
+            self._dirty = True
+            if self._frame is not None:
+                self._frame.resume()
 
     # -- input, cheap: only marks ----------------------------------------------------
 
@@ -162,8 +216,8 @@ class TranscriptView(ScrollView, can_focus=True):
         if turn is None:
             self._order_dirty = True
         else:
-            turn.width = -1
-        self._dirty = True
+            turn.width = NEW
+        self._mark()
 
     def tool_call_changed(self, item_id: str, status: str, elapsed_ms: float) -> None:
         """A function call's status changed (waiting, running, done in N ms...)."""
@@ -195,7 +249,7 @@ class TranscriptView(ScrollView, can_focus=True):
     def structure_changed(self) -> None:
         """Items were added, deleted or reordered."""
         self._order_dirty = True
-        self._dirty = True
+        self._mark()
 
     def add_error(self, message: str) -> None:
         """An error row right after the newest item."""
@@ -209,8 +263,9 @@ class TranscriptView(ScrollView, can_focus=True):
 
     def refresh_all(self) -> None:
         for turn in self._turns:
-            turn.width = -1
-        self._dirty = True
+            if turn.width != NEW:
+                turn.width = STALE
+        self._mark()
 
     def flush_now(self) -> None:
         """Apply pending changes immediately (tests and save)."""
@@ -239,7 +294,12 @@ class TranscriptView(ScrollView, can_focus=True):
             item = self.conversation.item(turn.key)
             call = self._calls.get(item.id) if item is not None else None
             expanded = turn.key in self._expanded
-            renderable = render_item(item, call, expanded) if item is not None else Text("")
+            given_up = item is not None and self._transcript_given_up(item)
+            renderable = (
+                render_item(item, call, expanded, transcript_given_up=given_up)
+                if item is not None
+                else Text("")
+            )
         console = self.app.console
         options = console.options.update_width(max(width, 1))
         lines = console.render_lines(renderable, options, pad=False)
@@ -248,27 +308,77 @@ class TranscriptView(ScrollView, can_focus=True):
         turn.lines = strips
         turn.width = width
 
+    def _transcript_given_up(self, item: ItemView) -> bool:
+        if not (item.role == "user" and item.transcript_pending):
+            self._pending_since.pop(item.id, None)
+            return False
+        now = monotonic()
+        left = self._pending_since.setdefault(item.id, now) + TRANSCRIPT_TIMEOUT_S - now
+        if left <= 0:
+            return True
+        if item.id not in self._rechecks:
+            # show the verdict when it is due, even if nothing else changes the turn
+            self._rechecks.add(item.id)
+            self.set_timer(left, lambda: self._recheck(item.id))
+        return False
+
+    def _recheck(self, item_id: str) -> None:
+        self._rechecks.discard(item_id)
+        self.item_changed(item_id)
+
     def _flush(self) -> None:
         if not self._dirty or not self.is_mounted:
+            if self._frame is not None:
+                self._frame.pause()
             return
         width = max(self.scrollable_content_region.width, 10)
-        at_end = self.scroll_offset.y >= self.max_scroll_y - 1
+        repaint_all = self._order_dirty
         if self._order_dirty:
             self._rebuild_order()
         offsets = [0]
         total = 0
+        changed_start: int | None = None  # first line of the first re-rendered turn
+        changed_end = 0  # end line of the lowest turn re-rendered for new content
         for turn in self._turns:
             if turn.width != width:
+                new_content = turn.width == NEW
+                if changed_start is None:
+                    changed_start = total
                 self._render_turn(turn, width)
+                if new_content:
+                    changed_end = total + len(turn.lines)
             total += len(turn.lines)
             offsets.append(total)
+        bottom = self.scroll_offset.y + self.scrollable_content_region.height
+        new_below = total > self._offsets[-1] or changed_end > bottom
+        old_total = self._offsets[-1]
         self._offsets = offsets
         self._dirty = False
         self.repaints += 1
         self.virtual_size = Size(width, total)
-        if at_end:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
-        self.refresh()
+        if self.following:
+            # force: the scrollbar that permits scrolling appears only at the next layout
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True, force=True)
+        elif new_below and not self.unseen:
+            self.unseen = True
+            repaint_all = True  # the marker
+        if repaint_all or changed_start is None:
+            self.refresh()
+        else:
+            # a streamed delta repaints the lines from its turn down, not the whole view
+            # (a scroll that follows repaints everything by itself)
+            self.refresh_lines(changed_start, max(total, old_total) - changed_start)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        # only the user moves the view off the end (the flush scrolls to it); the
+        # scroll that reaches the end again resumes following
+        following = round(new_value) >= self.max_scroll_y
+        if following != self.following:
+            self.following = following
+            if following:
+                self.unseen = False
+            self.refresh()
 
     def on_resize(self) -> None:
         self.refresh_all()
@@ -277,12 +387,30 @@ class TranscriptView(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         line_no = self.scroll_offset.y + y
         offsets = self._offsets
+        if not self._turns and line_no == 0 and self._hint:
+            return self._hint_strip()
         if line_no >= offsets[-1] or not self._turns:
             return Strip.blank(self.size.width, self.rich_style)
         turn_no = bisect.bisect_right(offsets, line_no) - 1
         turn = self._turns[turn_no]
         strip = turn.lines[line_no - offsets[turn_no]]
-        return strip.crop_extend(0, self.size.width, self.rich_style)
+        strip = strip.crop_extend(0, self.size.width, self.rich_style)
+        if self.unseen and y == self.size.height - 1:
+            strip = self._with_marker(strip)
+        return strip
+
+    def _hint_strip(self) -> Strip:
+        text = Text(self._hint, style="dim italic", no_wrap=True, overflow="ellipsis")
+        width = self.scrollable_content_region.width
+        text.truncate(max(width, 1), overflow="ellipsis")
+        segments = list(text.render(self.app.console))
+        return Strip(segments).crop_extend(0, self.size.width, self.rich_style)
+
+    def _with_marker(self, strip: Strip) -> Strip:
+        width = self.scrollable_content_region.width  # inside the padding
+        start = max(width - len(NEW_MARKER), 0)
+        marker = Strip([Segment(NEW_MARKER[: width - start], Style(reverse=True, bold=True))])
+        return Strip.join([strip.crop(0, start), marker, strip.crop(width)])
 
     # -- export ------------------------------------------------------------------------
 
