@@ -28,13 +28,9 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import numpy as np
-
-from voicecli.audio.devices import AudioDeviceLost, PortAudioMissing
 from voicecli.audio.sinks import AudioSink, NullSink
 from voicecli.audio.sources import AudioSource
 from voicecli.config import Config
@@ -45,14 +41,16 @@ from voicecli.connection import (
     SessionExpired,
     is_loopback,
 )
+from voicecli.engine.bus import StatusBus, Subscriber
 from voicecli.engine.cost import CostMeter
 from voicecli.engine.eventlog import sanitize
 from voicecli.engine.journal import Journal
 from voicecli.engine.mic import MicPipeline
-from voicecli.engine.notifications import ConnectionChanged, EventLogged, Notice, StatusChanged
+from voicecli.engine.microphone import Microphone
+from voicecli.engine.notifications import EventLogged, Notice
 from voicecli.engine.outcome import Outcomes
 from voicecli.engine.playback import PlaybackTracker
-from voicecli.engine.status import ConnectionState, EngineStatus, TurnMode, next_turn_mode
+from voicecli.engine.status import EngineStatus, TurnMode, next_turn_mode
 from voicecli.engine.supervisor import ROTATE, Backoff, Supervisor
 from voicecli.engine.tasks import reap
 from voicecli.engine.toolcalls import ToolCalls
@@ -89,16 +87,10 @@ MIN_SESSION_S = 10.0
 """A session renewed after an expiry that expires again sooner than this is retried with
 backoff, not rotated at once (a server whose sessions end at once must not make the
 client spin)."""
-LEVEL_INTERVAL_S = 0.05
-"""Mic-level-only status updates are coalesced to at most 20 per second."""
 STOP_GRACE_S = 1.0
 """How long the mic loop has to end after its source is stopped before it is cancelled."""
 
 DEFAULT_BACKOFF = Backoff()
-Subscriber = Callable[[Notification], None]
-_DEVICE_ERRORS = (OSError, LookupError, PortAudioMissing, ValueError)
-"""What opening or using an audio device raises (AudioDeviceError is an OSError,
-DeviceNotFound a LookupError, PortAudioMissing a RuntimeError)."""
 
 
 class Engine:
@@ -139,31 +131,31 @@ class Engine:
         self.conversation = Conversation()
         self.session = SessionModel(config)
         self._ev = ClientEvents()
-        self._source = source
         self._api_key = api_key
         self._secrets = (api_key,) if api_key else ()
         self._own_history = history == "auto"
-        self._end_turn_at_eof = end_turn_at_eof
         self._rotate_margin_s = rotate_margin_s
         self._live = live if live is not None else bool(getattr(source, "realtime", True))
 
-        self._subscribers: list[Subscriber] = []
-        self._status = EngineStatus(
-            connection="connecting",
-            endpoint=str(config.connection.url).split("?", 1)[0],
-            turn_mode=self.session.turn_mode,
-            mic="off",
-        )
-        self._last_level_publish = 0.0
         host = urlsplit(str(config.connection.url)).hostname or ""
         self._cost = CostMeter(config.connection.model, free=is_loopback(host))
-        self._status = replace(self._status, cost_usd=self._cost.cost_usd)
+        self._bus = StatusBus(
+            EngineStatus(
+                connection="connecting",
+                endpoint=str(config.connection.url).split("?", 1)[0],
+                turn_mode=self.session.turn_mode,
+                mic="off",
+                cost_usd=self._cost.cost_usd,
+            )
+        )
+        self._publish = self._bus.publish
+        self._set_status = self._bus.set
+        self._set_connection = self._bus.set_connection
 
         self._outbox = Outbox(
             self._ev, max_backlog_ms=float(config.audio.max_backlog_s) * 1000.0, live=self._live
         )
         self._outbox_ready = asyncio.Event()
-        self._outbox_drained = asyncio.Event()
         # session.updates sent and unanswered, oldest first: event_id -> its session
         self._updates: dict[str, Mapping[str, Any]] = {}
         self._mic = MicPipeline(config, self.session.turn_mode, max_turns=max_turns)
@@ -182,6 +174,17 @@ class Engine:
             set_status=self._set_status,
             publish=self._publish,
             settled=self._settled,
+        )
+        self._microphone = Microphone(
+            source,
+            self._mic,
+            self._playback,
+            self._bus,
+            self._outbox,
+            live=self._live,
+            end_turn_at_eof=end_turn_at_eof,
+            do=self._do,
+            commit=self.commit,
         )
         self._supervisor = Supervisor(
             connection_factory or (lambda: Connection(self.config, api_key=self._api_key)),
@@ -229,7 +232,11 @@ class Engine:
 
     @property
     def status(self) -> EngineStatus:
-        return self._status
+        return self._bus.status
+
+    @property
+    def _status(self) -> EngineStatus:
+        return self._bus.status
 
     @property
     def turn_mode(self) -> TurnMode:
@@ -242,25 +249,20 @@ class Engine:
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Receive every protocol and engine notification, on the loop thread."""
-        self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._bus.subscribe(callback)
 
     async def run(self) -> None:
         """Connect, pump both ways, reconnect when the connection drops; return after
         :meth:`close` or a fatal error."""
         self._open_history()
         await self._playback.start()
-        mic_task = asyncio.create_task(self._mic_loop(), name="voicecli-mic")
+        mic = self._microphone.run(self._connected, self._supervisor.closing, self._tools_ready)
+        mic_task = asyncio.create_task(mic, name="voicecli-mic")
         tools_task = asyncio.create_task(self._start_tools(), name="voicecli-tools")
         try:
             await self._supervisor.run()
         finally:
-            self._stop_source()
+            self._microphone.stop()
             await reap([mic_task], grace=STOP_GRACE_S)
             await reap([tools_task])
             await self.tools.aclose()
@@ -277,7 +279,7 @@ class Engine:
     async def close(self) -> None:
         """Stop: cancels a reconnect wait too. :meth:`run` returns soon after."""
         self._supervisor.close()
-        self._stop_source()
+        self._microphone.stop()
         conn = self._supervisor.connection
         if conn is not None:
             with contextlib.suppress(Exception):
@@ -304,11 +306,11 @@ class Engine:
 
     def push_to_talk(self) -> None:
         self._do(self._mic.turns.push_to_talk())
-        self._refresh_mic()
+        self._microphone.refresh()
 
     def commit(self) -> None:
         self._do(self._mic.turns.commit())
-        self._refresh_mic()
+        self._microphone.refresh()
 
     def cancel(self) -> None:
         """Stop the assistant now: flush playback, cancel, truncate to what was heard."""
@@ -316,11 +318,11 @@ class Engine:
 
     def clear_input(self) -> None:
         self._do(self._mic.turns.clear())
-        self._refresh_mic()
+        self._microphone.refresh()
 
     def toggle_mute(self) -> None:
         self._do(self._mic.turns.set_muted(not self._mic.turns.muted))
-        self._refresh_mic()
+        self._microphone.refresh()
 
     def set_turn_mode(self, mode: TurnMode) -> None:
         if mode == self.session.turn_mode and mode == self._mic.turns.mode:
@@ -388,7 +390,7 @@ class Engine:
         if mode != self._mic.turns.mode:
             self._do(self._mic.turns.set_mode(mode))
         self._set_status(turn_mode=mode)
-        self._refresh_mic()
+        self._microphone.refresh()
 
     def _open_history(self) -> None:
         if self._own_history and self._journal.history is None:
@@ -457,34 +459,15 @@ class Engine:
         self._publish(Notice("warning", f"connection lost ({reason}); reconnecting"))
 
     def _forget_cut_response(self) -> None:
-        """The connection died mid-response: that response will never finish. Fold a
-        local deletion of its items and its end into the conversation (so the UI drops
-        the half answer and nothing waits for it), and ask again after the replay."""
+        """The connection died mid-response: drop the half answer and ask again after
+        the replay."""
         active = self.conversation.active_response_id
         if active is None:
             return
         self._resume_response = True
         self._playback.forget_response(active)
-        for item in list(self.conversation.items):
-            if item.response_id == active:
-                for note in self.conversation.apply(
-                    {"type": "conversation.item.deleted", "item_id": item.id}
-                ):
-                    self._publish(note)
-        # quietly: subscribers never saw this response finish, and must not now
-        self.conversation.apply(
-            {
-                "type": "response.done",
-                "response": {
-                    "id": active,
-                    "object": "realtime.response",
-                    "status": "cancelled",
-                    "status_details": {"type": "cancelled", "reason": "client_cancelled"},
-                    "output": [],
-                    "usage": None,
-                },
-            }
-        )
+        for note in self.conversation.abandon_response():
+            self._publish(note)
 
     # -- sending ---------------------------------------------------------------------
 
@@ -513,7 +496,7 @@ class Engine:
                 self.session.update_sent()
                 self._updates[str(event.get("event_id"))] = event.get("session") or {}
             if self._outbox.drained_enough:
-                self._outbox_drained.set()
+                self._microphone.outbox_drained.set()
             sanitized = sanitize(event, self._secrets)
             self._journal.log_event("sent", sanitized)
             self._publish(EventLogged("sent", sanitized))
@@ -714,83 +697,7 @@ class Engine:
         if self._supervisor.expiring(self.conversation.expires_at, self._rotate_margin_s, quiet):
             self._publish(Notice("info", "renewing the session before it expires"))
 
-    # -- mic -------------------------------------------------------------------------
-
-    def _stop_source(self) -> None:
-        if self._source is not None:
-            self._source.stop()
-
-    async def _until_connected_or_closing(self) -> bool:
-        """True once connected; False when the engine closes first."""
-        waits = [
-            asyncio.create_task(self._connected.wait()),
-            asyncio.create_task(self._supervisor.closing.wait()),
-        ]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            await reap(waits)
-        return not self._supervisor.closing.is_set()
-
-    async def _mic_loop(self) -> None:
-        if self._source is None or not await self._until_connected_or_closing():
-            return
-        if not self._live:
-            await self._tools_ready.wait()  # a file can wait for the tools; a mic cannot
-        closing = self._supervisor.closing
-        try:
-            async with self._source as source:
-                self._set_status(mic="live")
-                self._refresh_mic()
-                async for block in source.blocks():
-                    if closing.is_set():
-                        return
-                    if not self._live and self._outbox.over_backlog:
-                        # a file can wait for the socket; a microphone cannot
-                        self._outbox_drained.clear()
-                        await self._outbox_drained.wait()
-                    self._on_block(block)
-                    overflows = int(getattr(source, "overflows", 0))
-                    if overflows != self._status.overflows:
-                        self._set_status(overflows=overflows)
-        except AudioDeviceLost as exc:
-            self._mic_lost(exc)
-            return
-        except Exception as exc:  # any source failure ends the mic, loudly
-            if not isinstance(exc, _DEVICE_ERRORS):  # e.g. a raw PortAudioError
-                log.warning("the audio source failed", exc_info=True)
-            self._set_status(mic="unavailable")
-            self._publish(Notice("error", f"microphone unavailable: {exc}"))
-            return
-        if closing.is_set():
-            return
-        if self._end_turn_at_eof and self._mic.turns.client_decides:
-            self.commit()
-        self._set_status(mic="off")
-
-    def _mic_lost(self, exc: AudioDeviceLost) -> None:
-        """The microphone went away mid-conversation: drop the half-said turn (it would
-        be answered as if complete) and go on in text mode."""
-        if self._mic.turns.in_turn:
-            self._do(self._mic.turns.clear())
-        self._set_status(mic="unavailable", vad="silence", mic_level=0.0)
-        self._publish(Notice("warning", f"microphone lost ({exc}): continuing in text mode"))
-
-    def _on_block(self, block: np.ndarray[Any, np.dtype[np.int16]]) -> None:
-        playback = self._playback
-        playback.record_mic(block, muted=self._mic.turns.muted)
-        playback.check_speaker()
-        step = self._mic.feed(
-            block, playing=playback.is_playing, playback_dbfs=playback.sink.level_dbfs
-        )
-        if step.vad is not None:
-            self._set_status(vad=step.vad)
-        if step.turn_ended:
-            playback.mark_speech_end()
-        self._do(step.actions)
-        playback.note_first_sample()
-        self._set_level(step.level)
-        self._refresh_mic()
+    # -- actions -----------------------------------------------------------------------
 
     def _do(self, actions: list[Action]) -> None:
         for action in actions:
@@ -808,40 +715,6 @@ class Engine:
                 self._barge_in(server_cancels=False)
         self._outbox_ready.set()
 
-    def _refresh_mic(self) -> None:
-        if self._source is None or self._status.mic in ("unavailable", "off"):
-            return
-        turns = self._mic.turns
-        if turns.muted:
-            mic = "muted"
-        elif turns.in_turn or not turns.client_decides:
-            mic = "sending"
-        else:
-            mic = "live"
-        if mic != self._status.mic:
-            self._set_status(mic=mic)
-
-    # -- status & publishing ---------------------------------------------------------
-
-    def _set_level(self, level: float) -> None:
-        now = time.monotonic()
-        if now - self._last_level_publish < LEVEL_INTERVAL_S:
-            self._status = replace(self._status, mic_level=level)
-            return
-        self._set_status(mic_level=level)
-
-    def _set_status(self, **changes: Any) -> None:
-        new = replace(self._status, **changes)
-        if new == self._status:
-            return
-        self._status = new
-        self._last_level_publish = time.monotonic()
-        self._publish(StatusChanged(new))
-
-    def _set_connection(self, state: ConnectionState, detail: str) -> None:
-        self._set_status(connection=state)
-        self._publish(ConnectionChanged(state, detail))
-
     def _fail(self, message: str) -> None:
         if self._fatal:
             return
@@ -849,13 +722,6 @@ class Engine:
         self._supervisor.failed = True
         self._set_connection("failed", message)
         self._publish(Notice("error", message))
-
-    def _publish(self, note: Notification) -> None:
-        for callback in list(self._subscribers):
-            try:
-                callback(note)
-            except Exception:  # a broken subscriber must not stop the engine
-                log.exception("subscriber failed on %s", type(note).__name__)
 
 
 __all__ = ["Backoff", "Engine"]

@@ -19,7 +19,8 @@ from typing import IO, Any
 
 from voicecli.engine.notifications import Notice, TurnLogged
 from voicecli.history import SessionLog
-from voicecli.protocol.conversation import Conversation, Item
+from voicecli.protocol.conversation import Conversation
+from voicecli.protocol.items import Item
 from voicecli.protocol.notifications import Notification, ResponseDone
 from voicecli.secrets import redact
 from voicecli.writer import DiskWriter

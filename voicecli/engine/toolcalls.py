@@ -32,7 +32,8 @@ from typing import Any, Literal
 from voicecli.engine.notifications import ToolCallChanged
 from voicecli.engine.tasks import reap
 from voicecli.protocol.client_events import ClientEvents, JsonEvent
-from voicecli.protocol.conversation import Conversation, Item
+from voicecli.protocol.conversation import Conversation
+from voicecli.protocol.items import Item
 from voicecli.protocol.notifications import Notification
 from voicecli.tools.runner import ToolRunner, ToolSpec
 

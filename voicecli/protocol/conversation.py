@@ -12,10 +12,9 @@ import base64
 import binascii
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from voicecli.pcm import BYTES_PER_MS
+from voicecli.protocol.items import Item, UsageTotal, fill_item, fill_status
 from voicecli.protocol.notifications import (
     AudioDelta,
     AudioDone,
@@ -39,7 +38,6 @@ from voicecli.protocol.notifications import (
     TranscriptDone,
     TranscriptFailed,
     UnhandledEvent,
-    Usage,
 )
 from voicecli.protocol.usage import response_error, response_usage, transcription_usage
 
@@ -63,8 +61,6 @@ BETA_ALIASES: Mapping[str, str] = {
 }
 """Beta event names some compatible servers still send, and their GA equivalents."""
 
-_TEXT_KEYS = {"input_text": "text", "text": "text", "output_text": "text"}
-_TRANSCRIPT_TYPES = frozenset({"input_audio", "audio", "output_audio"})
 
 # events that carry nothing a client keeps beyond what other events already gave
 _QUIET = frozenset(
@@ -80,114 +76,6 @@ _QUIET = frozenset(
 
 class _Malformed(Exception):
     """An event lacks a field we need, or has it with the wrong type."""
-
-
-@dataclass(slots=True)
-class ContentPart:
-    """One content part of a message item. ``text`` is the text, or the transcript of
-    audio; ``done`` is set when it is final (for user audio: transcribed or failed)."""
-
-    type: str
-    text: str = ""
-    audio_bytes_received: int = 0
-    done: bool = False
-    failed: str | None = None
-
-    @property
-    def audio_ms(self) -> float:
-        """Milliseconds of assistant audio received for this part."""
-        return self.audio_bytes_received / BYTES_PER_MS
-
-
-@dataclass(slots=True, eq=False)
-class Item:
-    """A conversation item: a message, a function call, or a function call's output."""
-
-    id: str
-    type: str = "message"
-    role: str | None = None
-    status: str | None = None
-    previous_item_id: str | None = None
-    response_id: str | None = None
-    parts: list[ContentPart] = field(default_factory=list)
-    call_id: str | None = None
-    name: str | None = None
-    arguments: str | None = None
-    output: str | None = None
-    truncated_at_ms: int | None = None
-    truncated_content_index: int = 0
-    transcription_expected: bool = False
-    placed: bool = True  # False while only response.* events have named it
-
-    @property
-    def text(self) -> str:
-        """The item's text: typed text, or the transcript of its audio."""
-        return " ".join(p.text for p in self.parts if p.text)
-
-    @property
-    def heard_text(self) -> str:
-        """For an assistant item cut short: the part of the text the user heard."""
-        return self.text[: self._cut()]
-
-    @property
-    def unheard_text(self) -> str:
-        """The text past the cut (empty unless truncated); ``heard + unheard == text``."""
-        return self.text[self._cut() :]
-
-    @property
-    def transcript_pending(self) -> bool:
-        """User audio whose transcript has not arrived yet (and is expected)."""
-        return self.transcription_expected and any(
-            p.type == "input_audio" and not p.done for p in self.parts
-        )
-
-    def part(self, index: int, type_: str) -> ContentPart:
-        """The part at ``index``, created (with empty parts before it) if missing."""
-        while len(self.parts) <= index:
-            self.parts.append(ContentPart(type_ if len(self.parts) == index else "unknown"))
-        return self.parts[index]
-
-    def _cut(self) -> int:
-        """Where the heard text ends, as an offset into :attr:`text`.
-
-        The audio and its transcript are generated together, so the share of the part's
-        audio that was heard is taken as the share of its transcript heard, moved back to
-        a word boundary (a half-heard word counts as unheard)."""
-        text = self.text
-        if self.truncated_at_ms is None:
-            return len(text)
-        offset = 0
-        for index, p in enumerate(self.parts):
-            if not p.text:
-                continue
-            if index == self.truncated_content_index:
-                break
-            if index > self.truncated_content_index:
-                return max(0, offset - 1)  # before the separating space
-            offset += len(p.text) + 1
-        else:
-            return len(text)
-        p = self.parts[self.truncated_content_index]
-        received = p.audio_ms
-        share = 0.0 if received <= 0 else min(1.0, self.truncated_at_ms / received)
-        if share >= 1.0:
-            return offset + len(p.text)
-        cut = int(len(p.text) * share)
-        while cut > 0 and not p.text[cut].isspace():
-            cut -= 1
-        return offset + cut
-
-
-@dataclass(slots=True)
-class UsageTotal:
-    """Tokens used by every response of the conversation so far."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-    def add(self, usage: Usage) -> None:
-        self.input_tokens += usage.input_tokens
-        self.output_tokens += usage.output_tokens
 
 
 class Conversation:
@@ -269,6 +157,32 @@ class Conversation:
         return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
     # -- folding ---------------------------------------------------------------------------
+
+    def abandon_response(self) -> list[Notification]:
+        """The connection died mid-response: the active response will never finish.
+        Delete its items here and end it quietly (nobody saw it finish, and nothing
+        must wait for it); returns the deletions to announce."""
+        active = self.active_response_id
+        if active is None:
+            return []
+        notes: list[Notification] = []
+        for item in list(self.items):
+            if item.response_id == active:
+                notes += self.apply({"type": "conversation.item.deleted", "item_id": item.id})
+        self.apply(
+            {
+                "type": "response.done",
+                "response": {
+                    "id": active,
+                    "object": "realtime.response",
+                    "status": "cancelled",
+                    "status_details": {"type": "cancelled", "reason": "client_cancelled"},
+                    "output": [],
+                    "usage": None,
+                },
+            }
+        )
+        return notes
 
     def record_sent(self, event: Mapping[str, Any]) -> None:
         """Remember a client event's id and type, to name it in the server's errors."""
@@ -362,9 +276,9 @@ class Conversation:
             # our replay of it after a reconnect: the server's copy holds only what we
             # sent (a cut-off answer as the part that was heard), never more than we
             # know, so filling it in again would cut the text at every replay
-            _fill_status(item, data)
+            fill_status(item, data)
         else:
-            _fill_item(item, data)
+            fill_item(item, data)
         if item.role == "user" and any(p.type == "input_audio" and not p.done for p in item.parts):
             item.transcription_expected = self._transcription_enabled()
         self._session_items.add(item_id)
@@ -495,7 +409,7 @@ class Conversation:
             if isinstance(data, dict) and isinstance(data.get("id"), str):
                 item = self._items.get(data["id"])
                 if item is not None:
-                    _fill_item(item, data)
+                    fill_item(item, data)
                     notes.append(ItemChanged(item.id))
         for item in self._items.values():
             if item.response_id == response_id:
@@ -528,11 +442,11 @@ class Conversation:
         item = self._items.get(item_id)
         if item is not None:
             item.response_id = item.response_id or response_id
-            _fill_item(item, data)
+            fill_item(item, data)
             self._changed()
             return [ItemChanged(item_id)]
         item = Item(item_id, response_id=response_id, placed=False)
-        _fill_item(item, data)
+        fill_item(item, data)
         self._items[item_id] = item
         self._session_items.add(item_id)
         return [ItemAdded(item_id, self._place(item))]
@@ -642,38 +556,6 @@ class Conversation:
 
     def _changed(self) -> None:
         self._ordered = None
-
-
-def _fill_status(item: Item, data: Mapping[str, Any]) -> None:
-    status = data.get("status")
-    if isinstance(status, str):
-        item.status = status
-
-
-def _fill_item(item: Item, data: Mapping[str, Any]) -> None:
-    """Copy what an item object holds into ``item``, keeping streamed text that the
-    object lacks (the server's copy of an item has empty transcripts mid-stream)."""
-    type_ = data.get("type")
-    if isinstance(type_, str):
-        item.type = type_
-    for attr in ("role", "status", "call_id", "name", "arguments", "output"):
-        value = data.get(attr)
-        if isinstance(value, str):
-            setattr(item, attr, value)
-    content = data.get("content")
-    if not isinstance(content, list):
-        return
-    for index, raw in enumerate(content):
-        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
-            continue
-        part = item.part(index, raw["type"])
-        part.type = raw["type"]
-        key = _TEXT_KEYS.get(part.type) or ("transcript" if part.type in _TRANSCRIPT_TYPES else "")
-        text = raw.get(key) if key else None
-        if isinstance(text, str) and (text or not part.text):
-            part.text = text
-            if part.type != "audio" and part.type != "output_audio":
-                part.done = True  # typed text, or a user transcript the server already has
 
 
 def _is_audio(event: Mapping[str, Any]) -> bool:

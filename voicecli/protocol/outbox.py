@@ -27,7 +27,8 @@ from typing import Any
 
 from voicecli.pcm import BYTES_PER_MS
 from voicecli.protocol.client_events import ClientEvents, JsonEvent
-from voicecli.protocol.conversation import Conversation, Item
+from voicecli.protocol.conversation import Conversation
+from voicecli.protocol.items import Item
 
 APPEND = "input_audio_buffer.append"
 CREATE = "response.create"
