@@ -36,27 +36,24 @@ from voicecli.audio.sources import AudioSource
 from voicecli.config import Config
 from voicecli.connection import (
     Connection,
-    ConnectionLost,
-    FatalServerError,
-    SessionExpired,
     is_loopback,
 )
 from voicecli.engine.bus import StatusBus, Subscriber
 from voicecli.engine.cost import CostMeter
-from voicecli.engine.eventlog import sanitize
 from voicecli.engine.journal import Journal
+from voicecli.engine.link import Link
 from voicecli.engine.mic import MicPipeline
 from voicecli.engine.microphone import Microphone
-from voicecli.engine.notifications import EventLogged, Notice
+from voicecli.engine.notifications import Notice
 from voicecli.engine.outcome import Outcomes
 from voicecli.engine.playback import PlaybackTracker
 from voicecli.engine.status import EngineStatus, TurnMode, next_turn_mode
-from voicecli.engine.supervisor import ROTATE, Backoff, Supervisor
+from voicecli.engine.supervisor import Backoff, Supervisor
 from voicecli.engine.tasks import reap
 from voicecli.engine.toolcalls import ToolCalls
 from voicecli.engine.turns import Action, Append, BargeIn, Clear, Commit
 from voicecli.history import SessionLog, open_session_log
-from voicecli.protocol.client_events import ClientEvents, JsonEvent
+from voicecli.protocol.client_events import ClientEvents
 from voicecli.protocol.conversation import Conversation
 from voicecli.protocol.failures import error_kind
 from voicecli.protocol.notifications import (
@@ -83,10 +80,6 @@ from voicecli.writer import DiskWriter
 
 log = logging.getLogger(__name__)
 
-MIN_SESSION_S = 10.0
-"""A session renewed after an expiry that expires again sooner than this is retried with
-backoff, not rotated at once (a server whose sessions end at once must not make the
-client spin)."""
 STOP_GRACE_S = 1.0
 """How long the mic loop has to end after its source is stopped before it is cancelled."""
 
@@ -155,9 +148,13 @@ class Engine:
         self._outbox = Outbox(
             self._ev, max_backlog_ms=float(config.audio.max_backlog_s) * 1000.0, live=self._live
         )
-        self._outbox_ready = asyncio.Event()
-        # session.updates sent and unanswered, oldest first: event_id -> its session
-        self._updates: dict[str, Mapping[str, Any]] = {}
+        self._link = Link(
+            self._outbox, self.conversation, self.session, self._bus, secrets=self._secrets
+        )
+        self._send = self._link.send
+        self._outbox_ready = self._link.ready
+        self._updates = self._link.updates
+        self._connected = self._link.connected
         self._mic = MicPipeline(config, self.session.turn_mode, max_turns=max_turns)
         self._writer = DiskWriter()
         self._journal = Journal(self.conversation, self._writer, self._publish)
@@ -213,10 +210,7 @@ class Engine:
             log_dir=config.data_dir / "mcp",
         )
         self._tools_ready = asyncio.Event()
-        self._connected = asyncio.Event()
         self._rotate_timer: asyncio.TimerHandle | None = None
-        self._resume_response = False
-        self._just_expired = False  # the last connection ended by the session's expiry
         self._outcomes = Outcomes(
             self.conversation,
             self._journal,
@@ -227,6 +221,16 @@ class Engine:
             request_response=self._outbox.request_response,
         )
         self._fatal = False
+        self._link.wire(
+            handle=self._handle,
+            log_event=self._journal.log_event,
+            on_event=self.tools.on_event,
+            new_connection=self._playback.new_connection,
+            forget_cut_response=self._forget_cut_response,
+            fail=self._fail,
+            failed=lambda: self._fatal,
+            drained=self._microphone.outbox_drained.set,
+        )
 
     # -- public surface --------------------------------------------------------------
 
@@ -403,56 +407,8 @@ class Engine:
     # -- one connection --------------------------------------------------------------
 
     async def _serve(self, conn: Connection, first: bool) -> str | None:
-        """Configure the session, pump until the connection ends; returns why it ended
-        (None when closing)."""
-        began = time.monotonic()
-        self.session.reconnected()
-        self._updates.clear()
-        self._playback.new_connection()
-        self._outbox.reconnect(
-            self.session.payload(), self.conversation, resume_response=self._resume_response
-        )
-        self._resume_response = False
-        self._outbox_ready.set()
-        self._set_connection("connected", "")
-        self._connected.set()
         sup = self._supervisor
-        sender = asyncio.create_task(self._send_loop(conn), name="voicecli-send")
-        receiver = asyncio.create_task(self._receive_loop(conn), name="voicecli-recv")
-        closing = asyncio.create_task(sup.closing.wait(), name="voicecli-closing")
-        rotate = asyncio.create_task(sup.rotate_now.wait(), name="voicecli-rotate")
-        tasks = (sender, receiver, closing, rotate)
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            # the explicit stop: the receiver ends with its socket, the sender wakes to
-            # find it closed; the reap below only collects them
-            with contextlib.suppress(Exception):
-                await conn.close()
-            self._outbox_ready.set()
-        finally:
-            self._connected.clear()
-            await reap(tasks)
-        if closing in done:
-            return None
-        if rotate in done:
-            return ROTATE
-        for task in (receiver, sender):
-            if task in done and not task.cancelled():
-                exc = task.exception()
-                if isinstance(exc, FatalServerError):
-                    self._fail(str(exc))
-                    return "fatal"
-                # an expiry is not a loss: a new session; but a new session that
-                # expires at once again backs off (no spinning against such a server)
-                again = self._just_expired and time.monotonic() - began < MIN_SESSION_S
-                self._just_expired = isinstance(exc, SessionExpired)
-                if self._just_expired and not again:
-                    self._forget_cut_response()
-                    self._publish(Notice("info", f"{exc}: renewing"))
-                    return ROTATE
-                if exc is not None:
-                    return str(exc) or type(exc).__name__
-        return "closed by server"
+        return await self._link.serve(conn, sup.closing, sup.rotate_now)
 
     def _connection_lost(self, reason: str) -> None:
         self._forget_cut_response()
@@ -464,65 +420,12 @@ class Engine:
         active = self.conversation.active_response_id
         if active is None:
             return
-        self._resume_response = True
+        self._link.resume_response = True
         self._playback.forget_response(active)
         for note in self.conversation.abandon_response():
             self._publish(note)
 
-    # -- sending ---------------------------------------------------------------------
-
-    def _send(self, event: JsonEvent) -> None:
-        dropped = self._outbox.put(event)
-        if dropped:
-            first = self._status.dropped_audio_ms == 0
-            self._set_status(dropped_audio_ms=self._outbox.dropped_audio_ms)
-            if first:
-                self._publish(
-                    Notice("warning", "the connection is stalled: dropping the oldest mic audio")
-                )
-        self._outbox_ready.set()
-
-    async def _send_loop(self, conn: Connection) -> None:
-        while conn.is_open:
-            event = self._outbox.peek()
-            if event is None:
-                self._outbox_ready.clear()
-                await self._outbox_ready.wait()
-                continue
-            self.conversation.record_sent(event)
-            await conn.send(event)  # ConnectionLost: the event stays, sent again later
-            self._outbox.sent(event)
-            if event.get("type") == "session.update":
-                self.session.update_sent()
-                self._updates[str(event.get("event_id"))] = event.get("session") or {}
-            if self._outbox.drained_enough:
-                self._microphone.outbox_drained.set()
-            sanitized = sanitize(event, self._secrets)
-            self._journal.log_event("sent", sanitized)
-            self._publish(EventLogged("sent", sanitized))
-
     # -- receiving -------------------------------------------------------------------
-
-    async def _receive_loop(self, conn: Connection) -> None:
-        async for event in conn:
-            sanitized = sanitize(event, self._secrets)
-            self._journal.log_event("received", sanitized)
-            self._publish(EventLogged("received", sanitized))
-            notes = self.conversation.apply(event)
-            expired = False
-            for note in notes:
-                self._handle(note)
-                kind = error_kind(note.code) if isinstance(note, ServerError) else None
-                if isinstance(note, ServerError) and kind == "fatal":
-                    # the server closes right after: retrying cannot help
-                    self._fail(f"the server refused the session: {note.message}")
-                expired = expired or kind == "expired"
-            self.tools.on_event(event)
-            if self._fatal:
-                return
-            if expired:
-                raise SessionExpired("the session reached its time limit", code="session_expired")
-        raise ConnectionLost("closed by server")
 
     def _handle(self, note: Notification) -> None:
         """React to one protocol notification, then forward it."""
