@@ -128,3 +128,22 @@ def test_snapshot_scrolled_up_with_new_marker(snap_compare: Any) -> None:
         await add_turns(pilot, engine, 10, 1)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_streamed_deltas_repaint_their_lines(snap_compare: Any) -> None:
+    """Deltas repaint only their turn's lines (``refresh_lines``): the screen must still
+    show every word, including lines the stream wrapped onto."""
+    app, engine = make_app()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await add_turns(pilot, engine, 0, 3)
+        last = engine.conversation.items[-1]
+        for n in range(12):
+            last.body += f" delta{n} more words"
+            app.transcript.item_changed(last.id)
+            repaints = app.transcript.repaints
+            while app.transcript.repaints == repaints:
+                await pilot.pause(0.01)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -57,7 +57,9 @@ class MicPipeline:
         )
         self.echo = EchoGuard(echo_mode, margin_db=audio.echo_margin_db)
 
-    def feed(self, block: Int16Block, *, playing: bool, playback_dbfs: float | None) -> MicStep:
+    def feed(
+        self, block: Int16Block, *, playing: bool, playback_dbfs: float | None
+    ) -> MicStep:
         """One block: ``playing`` says whether the speaker is audible, ``playback_dbfs``
         how loud it plays (the echo guard's reference)."""
         tc = self.turns
