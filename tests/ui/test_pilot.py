@@ -262,6 +262,7 @@ async def test_ctrl_s_saves_markdown(server: RealtimeServer, tmp_path: Path) -> 
         assert app.last_saved is not None
         text = app.last_saved.read_text()
         assert "**User:** hi" in text and "You said: hi" in text
+        assert app.last_saved.stat().st_mode & 0o777 == 0o600  # private, as the logs
 
 
 @pytest.mark.parametrize("key", ["q", "ctrl+c"])
