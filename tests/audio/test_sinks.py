@@ -14,7 +14,8 @@ import pytest
 from tests.audio.conftest import tone
 from tests.audio.fake_sd import FakeSoundDevice, OutputStream
 from voicecli.audio import sinks
-from voicecli.audio.sinks import AudioSink, DeviceSink, NullSink, WavFileSink, _Ledger
+from voicecli.audio.ledger import PlayedLedger
+from voicecli.audio.sinks import AudioSink, DeviceSink, NullSink, WavFileSink
 from voicecli.audio.wav import read_wav_24k_mono
 
 RATE = 24_000
@@ -80,7 +81,7 @@ async def test_realtime_null_sink_drained_takes_the_audio_length() -> None:
 
 
 def test_ledger_interleaved_parts_with_discards() -> None:
-    led = _Ledger(RATE)
+    led = PlayedLedger(RATE)
     led.add(0, np.zeros(100, np.int16), ("a", 0))
     led.add(100, np.zeros(50, np.int16), ("a", 1))
     led.add(150, np.zeros(100, np.int16), ("a", 0))
