@@ -243,6 +243,7 @@ def test_local_flag_runs_the_app_inside_a_local_server(
             return 7
 
     monkeypatch.setattr(app, "VoiceApp", FakeApp)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)  # as in a terminal
     for name, value in private_env(tmp_path).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
