@@ -55,10 +55,13 @@ class _Stream:
 
 
 class OutputStream(_Stream):
-    def pull(self, frames: int, now: float, dac_delay: float = 0.2) -> np.ndarray:
+    def pull(
+        self, frames: int, now: float, dac_delay: float = 0.2, underflow: bool = False
+    ) -> np.ndarray:
         """Run one callback at stream time ``now``; returns what it wrote."""
         out = np.full((frames, self.kwargs["channels"]), 12345, dtype=np.int16)
-        self.callback(out, frames, TimeInfo(now, now + dac_delay), Status())
+        status = Status(output_underflow=underflow)
+        self.callback(out, frames, TimeInfo(now, now + dac_delay), status)
         return out[:, 0].copy()
 
 

@@ -352,3 +352,16 @@ async def test_device_sink_close_lets_the_callback_end_the_stream(
     stream.finished_callback()  # PortAudio: the callback ended the stream
     await asyncio.wait_for(closing, 0.3)  # well before the fallback abort
     assert stream.closed and sink.error is None
+
+
+def test_only_an_underrun_that_cuts_audio_is_counted(fake_sd: FakeSoundDevice) -> None:
+    """An underrun while the speaker plays silence (at start-up, between replies) cuts
+    nothing; the status bar used to show "speaker underruns 1" before any reply."""
+    sink, stream = device_sink(fake_sd, latency=0.1, prebuffer_ms=0)
+    sink.write(np.zeros(0, np.int16).tobytes(), "a", 0)  # starts the stream, plays nothing
+    stream.pull(240, now=0.0, underflow=True)
+    assert sink.underflows == 0
+    sink.write(ramp_signal(2400).tobytes(), "a", 0)
+    stream.pull(240, now=0.01)
+    stream.pull(240, now=0.02, underflow=True)  # mid-reply: a crackle
+    assert sink.underflows == 1

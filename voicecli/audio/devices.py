@@ -8,6 +8,8 @@ missing (the Linux wheel does not bundle it); :func:`sounddevice_module` turns t
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,12 +52,37 @@ def sounddevice_module() -> ModuleType:
     """The ``sounddevice`` module, or :class:`PortAudioMissing`."""
     global _sd
     if _sd is None:
+        _quiet_alsa()  # before PortAudio starts: it probes every ALSA device
         try:
             import sounddevice
         except OSError as exc:
             raise PortAudioMissing(str(exc)) from None
         _sd = sounddevice
     return _sd
+
+
+_ALSA_ERROR_HANDLER = ctypes.CFUNCTYPE(
+    None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p
+)
+_alsa_handler: Any = None  # kept alive for as long as libasound may call it
+
+
+def _quiet_alsa() -> None:
+    """libasound prints its errors ("ALSA lib pcm.c:…: underrun occurred") straight to
+    file descriptor 2, over the terminal UI. Replace its printer with one that prints
+    nothing: the sink counts underruns itself and the status bar shows them."""
+    global _alsa_handler
+    if _alsa_handler is not None:
+        return
+    name = ctypes.util.find_library("asound")
+    if name is None:
+        return  # not ALSA (macOS, Windows): nothing prints
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return
+    _alsa_handler = _ALSA_ERROR_HANDLER(lambda *_: None)
+    lib.snd_lib_error_set_handler(_alsa_handler)
 
 
 @dataclass(frozen=True)

@@ -311,7 +311,9 @@ class DeviceSink:
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         if self._closing:
             raise self._callback_abort  # the stream ends from its own thread (close())
-        if status.output_underflow:
+        if status.output_underflow and not self._idle:
+            # the device ran out while audio played (a crackle); out of silence, nobody
+            # hears it (the stream starting up on a busy machine, say)
             self.underflows += 1
         out = outdata[:, 0]
         now = time_info.currentTime
