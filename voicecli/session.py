@@ -173,6 +173,32 @@ def configured_session(config: Config) -> dict[str, Any]:
     return payload
 
 
+# -- reading the server's session (``session.created``/``updated``) -------------------
+
+
+def _audio_input(session: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    audio = (session or {}).get("audio")
+    audio_in = audio.get("input") if isinstance(audio, Mapping) else None
+    return audio_in if isinstance(audio_in, Mapping) else {}
+
+
+def server_interrupts(session: Mapping[str, Any] | None) -> bool:
+    """Whether the server cancels its response when it hears the user (its turn
+    detection's ``interrupt_response``; true when it does not say)."""
+    td = _audio_input(session).get("turn_detection")
+    return bool(td.get("interrupt_response", True)) if isinstance(td, Mapping) else True
+
+
+def server_transcribes(session: Mapping[str, Any] | None) -> bool:
+    """Whether the server transcribes the user's speech."""
+    return bool(_audio_input(session).get("transcription"))
+
+
+def server_speaks(session: Mapping[str, Any] | None) -> bool:
+    """Whether the server answers in speech (``output_modalities`` is ``["audio"]``)."""
+    return list((session or {}).get("output_modalities") or ["audio"]) == ["audio"]
+
+
 class SessionModel:
     """The wanted session, the turn mode and the server's view of the session."""
 
@@ -384,4 +410,13 @@ class SessionModel:
         return None
 
 
-__all__ = ["CLIENT_MODES", "SessionModel", "SessionShapeError", "changed_fields", "deep_merge"]
+__all__ = [
+    "CLIENT_MODES",
+    "SessionModel",
+    "SessionShapeError",
+    "changed_fields",
+    "deep_merge",
+    "server_interrupts",
+    "server_speaks",
+    "server_transcribes",
+]

@@ -181,3 +181,19 @@ def test_any_sequence_keeps_one_turn_mode_and_whole_objects(ops: list[tuple[str,
             assert {"type", "create_response", "interrupt_response"} <= set(td)
         tr = payload["audio"]["input"]["transcription"]
         assert tr is None or tr.get("model")
+
+
+def test_reading_the_servers_session() -> None:
+    from voicecli.session import server_interrupts, server_speaks, server_transcribes
+
+    server = model(turn_mode="server-vad").payload()
+    assert server_interrupts(server) and server_transcribes(server) and server_speaks(server)
+    quiet = {
+        "output_modalities": ["text"],
+        "audio": {
+            "input": {"transcription": None, "turn_detection": {"interrupt_response": False}}
+        },
+    }
+    assert not server_interrupts(quiet)
+    assert not server_transcribes(quiet) and not server_speaks(quiet)
+    assert server_interrupts(None) and not server_transcribes(None) and server_speaks(None)

@@ -74,7 +74,12 @@ from voicecli.protocol.notifications import (
     TranscriptFailed,
 )
 from voicecli.protocol.outbox import ACTIVE_RESPONSE, Outbox
-from voicecli.session import SessionModel, SessionShapeError
+from voicecli.session import (
+    SessionModel,
+    SessionShapeError,
+    server_interrupts,
+    server_transcribes,
+)
 from voicecli.tools import ToolRunner
 from voicecli.writer import DiskWriter
 
@@ -442,9 +447,7 @@ class Engine:
             after.append(lambda: self._log_response(note))
         elif isinstance(note, SpeechStarted):
             self._set_status(vad="speech")
-            td = (self.conversation.session or {}).get("audio", {}).get("input", {})
-            interrupt = bool((td.get("turn_detection") or {}).get("interrupt_response", True))
-            self._barge_in(server_cancels=interrupt)
+            self._barge_in(server_cancels=server_interrupts(self.conversation.session))
         elif isinstance(note, SpeechStopped):
             self._set_status(vad="silence")
             self._playback.mark_speech_end()
@@ -488,7 +491,7 @@ class Engine:
             self._journal.log(item.id)
         elif item is not None and item.role == "user":
             typed = any(p.type == "input_text" for p in item.parts)
-            if typed or not self._transcription_enabled():
+            if typed or not server_transcribes(self.conversation.session):
                 self._journal.log(item.id)
 
     def _on_session_updated(self, session: Mapping[str, Any]) -> None:
@@ -553,10 +556,6 @@ class Engine:
             return True  # a race with the response ending by itself: harmless
         # our response.create raced the server's own: asked again after it
         return refused is not None and note.code == ACTIVE_RESPONSE
-
-    def _transcription_enabled(self) -> bool:
-        session = self.conversation.session or {}
-        return bool(session.get("audio", {}).get("input", {}).get("transcription"))
 
     # -- playback ----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from voicecli.pcm import BYTES_PER_MS
 from voicecli.protocol.client_events import ClientEvents, JsonEvent
 from voicecli.protocol.conversation import Conversation
 from voicecli.protocol.notifications import Notification, ResponseDone
+from voicecli.session import server_speaks
 
 RECOVER_NOTICE = (
     "the assistant answered in text although speech was asked for (models are reported "
@@ -38,8 +39,7 @@ SILENCE_MS = 1000
 def spoken(conversation: Conversation, response_id: str) -> bool | None:
     """Whether the response ``response_id`` was spoken: None when that is not a question
     (the session asks for text, or the response said nothing)."""
-    session = conversation.session or {}
-    if list(session.get("output_modalities") or ["audio"]) != ["audio"]:
+    if not server_speaks(conversation.session):
         return None
     said = [
         i
