@@ -150,6 +150,7 @@ class Engine:
         self._outbox_drained = asyncio.Event()
         self._update_ids: list[str] = []  # session.updates sent, oldest first, unanswered
         self._mic = MicPipeline(config, self.session.turn_mode, max_turns=max_turns)
+        self._status = replace(self._status, echo_mode=self._mic.echo_mode)
         self._writer = DiskWriter()
         self._journal = Journal(self.conversation, self._writer, self._publish)
         if isinstance(history, SessionLog):
@@ -212,6 +213,9 @@ class Engine:
         :meth:`close` or a fatal error."""
         self._open_history()
         await self._playback.start()
+        self._mic.attach_far_end(getattr(self._playback.sink, "tap", None))
+        if self._mic.notice is not None:
+            self._publish(Notice("warning", self._mic.notice))
         mic_task = asyncio.create_task(self._mic_loop(), name="voicecli-mic")
         try:
             await self._supervisor.run()
@@ -695,11 +699,19 @@ class Engine:
 
     def _on_block(self, block: np.ndarray[Any, np.dtype[np.int16]]) -> None:
         playback = self._playback
-        playback.record_mic(block, muted=self._mic.turns.muted)
         playback.check_speaker()
         step = self._mic.feed(
-            block, playing=playback.is_playing, playback_dbfs=playback.sink.level_dbfs
+            block,
+            playing=playback.is_playing,
+            playback_dbfs=playback.sink.level_dbfs,
+            adc_time=getattr(self._source, "block_adc_time", None),
         )
+        playback.record_mic(
+            step.block if step.block is not None else block, muted=self._mic.turns.muted
+        )
+        if step.notice is not None:
+            self._publish(Notice("warning", step.notice))
+            self._set_status(echo_mode=self._mic.echo_mode)
         if step.vad is not None:
             self._set_status(vad=step.vad)
         if step.turn_ended:
