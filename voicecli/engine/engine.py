@@ -213,7 +213,10 @@ class Engine:
         :meth:`close` or a fatal error."""
         self._open_history()
         await self._playback.start()
-        self._mic.attach_far_end(getattr(self._playback.sink, "tap", None))
+        # echo to cancel only from a speaker into a microphone (a device source has ADC times)
+        mic = self._source is not None and hasattr(self._source, "block_adc_time")
+        self._mic.attach_far_end(getattr(self._playback.sink, "tap", None) if mic else None)
+        self._set_status(echo_mode=self._mic.echo_mode)
         if self._mic.notice is not None:
             self._publish(Notice("warning", self._mic.notice))
         mic_task = asyncio.create_task(self._mic_loop(), name="voicecli-mic")

@@ -105,9 +105,16 @@ class MicPipeline:
         return EchoGuard(self.echo_mode, margin_db=self._margin_db)
 
     def attach_far_end(self, tap: FarEndTap | None) -> None:
-        """The speaker's far-end tap (None: the speaker has none; the far end is silence)."""
-        if self.canceller is not None:
-            self.canceller.attach(tap)
+        """The speaker's far-end tap. None: no device plays into a device mic (a file
+        in or out): there is no echo to cancel, so the canceller stands down and the
+        echo guard (which passes audio nothing audible explains) takes over."""
+        if self.canceller is None:
+            return
+        if tap is None:
+            self.canceller, self.echo_mode = None, "guard"
+            self.echo = self._guard()
+            return
+        self.canceller.attach(tap)
 
     def _cancel(self, block: Int16Block, adc_time: float | None, step: MicStep) -> Int16Block:
         if self.canceller is None:

@@ -61,6 +61,8 @@ def render_status(status: EngineStatus, now: float, started_at: float, ack: str)
         t.append(" " + level_meter(status.mic_level), style="green")
     t.append("  │ vad ")
     t.append(status.vad, style="bold green" if status.vad == "speech" else "dim")
+    if status.echo_mode:  # which echo handling is in force (aec, guard, half-duplex, off)
+        t.append(f"  │ echo {status.echo_mode}", style="bold" if status.echo_mode == "aec" else "")
     t.append("\n")
     # the answer to the last key comes first: it must stay visible in a narrow
     # terminal and to the left of the notification toasts
