@@ -128,10 +128,12 @@ class EchoCanceller:
         self._near: Int16Array = np.frombuffer(self._near_buf, dtype=np.int16)
         self._far: Int16Array = np.frombuffer(self._far_buf, dtype=np.int16)
         self._cursor: int | None = None  # next tap position to feed as far end
+        self._glitches = 0  # the tap's underrun count last seen
         self._drift = 0.0  # smoothed (device-time position - cursor), in tap samples
         self._scratch: Int16Array = np.zeros(FRAME, dtype=np.int16)
         self.realigned = 0
-        """Times the far-end read position jumped to follow the device clocks."""
+        """Times the far-end read position was (re-)anchored to the device clocks: at
+        the start, after a speaker underrun, or when the clocks drifted apart."""
         self.far_ms = 0.0
         """Milliseconds of audible far end processed so far (how long it has learned)."""
 
@@ -149,6 +151,7 @@ class EchoCanceller:
         """Take the far end from ``tap`` (the speaker's) from now on."""
         self.tap = tap
         self._cursor = None
+        self._glitches = tap.glitches if tap is not None else 0
 
     def process(self, block: Int16Array, adc_time: float | None = None) -> Int16Array:
         """Cancel the echo in ``block`` (24 kHz int16, a whole number of 10 ms frames)
@@ -182,6 +185,9 @@ class EchoCanceller:
         target = tap.position_at(adc_time + self.lead_ms / 1000.0)
         if target is None:
             return
+        if tap.glitches != self._glitches:  # the speaker underran: re-anchor now
+            self._glitches = tap.glitches
+            self._cursor = None
         if tap.rate != SAMPLE_RATE:
             target = target * SAMPLE_RATE / tap.rate  # the cursor counts 24 kHz samples
         if (

@@ -391,6 +391,7 @@ class DeviceSink:
             raise self._callback_abort  # the stream ends from its own thread (close())
         if status.output_underflow:
             self.underflows += 1
+            self.tap.glitches += 1
         out = outdata[:, 0]
         now = time_info.currentTime
         dac = time_info.outputBufferDacTime

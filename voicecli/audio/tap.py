@@ -35,6 +35,9 @@ class FarEndTap:
         self._anchor_pos = np.zeros(_ANCHORS, dtype=np.int64)
         self._anchor_dac = np.zeros(_ANCHORS, dtype=np.float64)
         self._anchors = 0  # anchors ever written
+        self.glitches = 0
+        """Underruns the speaker reported: what played no longer matches the ring's
+        timeline exactly (the canceller must find the echo again)."""
         self._lock = threading.Lock()
 
     @property

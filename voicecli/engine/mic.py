@@ -40,8 +40,14 @@ Int16Block = np.ndarray[Any, np.dtype[np.int16]]
 AEC_LEARN_MS = 1000
 """With ``aec``: the residual-echo check's learning window (the canceller converges
 in about a second: see the README)."""
-AEC_MIN_COUPLING_DB = -60.0
-"""With ``aec``: the lowest residual echo (re the playback) the check may learn."""
+AEC_ADDED_DB = 3.0
+"""With ``aec``: a cleaned block this much louder than the raw mic is the canceller's
+own error, never the user (a voice adds to both)."""
+AEC_MIN_COUPLING_DB = -40.0
+"""With ``aec``: the lowest residual echo (re the playback) the check may learn. A
+canceller that removed the echo completely for a while (or an echo path with gaps)
+would teach a lower one, and the next residual burst (a speaker underrun shifts the
+far end) would pass for the user: measured here at -6 dB coupling under load."""
 
 
 @dataclass(slots=True)
@@ -120,7 +126,13 @@ class MicPipeline:
         if self.canceller is None:
             return block
         try:
-            return self.canceller.process(block, adc_time)
+            realigned = self.canceller.realigned
+            cleaned = self.canceller.process(block, adc_time)
+            if self.canceller.realigned != realigned:
+                # the far end jumped (a speaker underrun): the canceller must find the
+                # echo again, so the residual check starts from the safe side again
+                self.echo.relearn()
+            return cleaned
         except AecUnavailable as exc:
             # one notice; the guard takes over with its own (safe) initial echo path
             self.canceller, self.echo_mode = None, "guard"
@@ -142,11 +154,16 @@ class MicPipeline:
         tc = self.turns
         step = MicStep(level=0.0)
         # cancelled even while muted: the canceller keeps tracking the echo path
+        raw = block
         block = step.block = self._cancel(block, adc_time, step)
         dbfs = rms_dbfs(block)
         # fed every block, playing or not: the guard counts time in mic samples, so only
         # then do its window and hold run on after playback stops (and old levels expire)
         echo_ok = self.echo.user_speaking(block, playback_dbfs)
+        if step.block is not raw and dbfs > rms_dbfs(raw) + AEC_ADDED_DB:
+            # the canceller subtracted an echo that was not there (the echo path broke
+            # off: a speaker underrun, a moved device): its output is no one's voice
+            echo_ok = False
         if tc.muted:
             return step
         step.level = max(0.0, min(1.0, (dbfs + 60.0) / 60.0))
