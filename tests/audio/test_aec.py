@@ -243,3 +243,16 @@ class _NullModule:
     process_reverse_stream: Callable[[Any], None] = staticmethod(lambda frame: None)
     process_stream: Callable[[Any], None] = staticmethod(lambda frame: None)
     set_stream_delay_ms: Callable[[int], None] = staticmethod(lambda ms: None)
+
+
+def test_a_speaker_underrun_re_anchors_the_far_end(far: np.ndarray) -> None:
+    tap = FarEndTap(RATE)
+    aec = EchoCanceller(module_factory=_NullModule)
+    aec.attach(tap)
+    tap.write(far[:4800], 0.0)
+    aec.process(np.zeros(BLOCK, np.int16), 0.02)
+    aec.process(np.zeros(BLOCK, np.int16), 0.04)
+    assert aec.realigned == 1
+    tap.glitches += 1  # what DeviceSink's callback does on an output underflow
+    aec.process(np.zeros(BLOCK, np.int16), 0.06)
+    assert aec.realigned == 2

@@ -197,3 +197,64 @@ def test_the_residual_check_guards_the_first_second_then_lets_a_voice_through(
     for _ in range(60):  # 1.2 s of reply
         guard.user_speaking(quiet, -15.0)
     assert guard.user_speaking(loud, -15.0)
+
+
+class _StubCanceller:
+    """Returns ``output`` whatever the mic; ``jump``: re-anchor on the next block."""
+
+    def __init__(self, output: np.ndarray) -> None:
+        self.output = output
+        self.realigned = 1
+        self.jump = False
+        self.k = 0
+
+    def process(self, block: np.ndarray, adc_time: float | None = None) -> np.ndarray:
+        out = self.output[self.k * BLOCK : (self.k + 1) * BLOCK]
+        self.k += 1
+        if self.jump:
+            self.realigned, self.jump = self.realigned + 1, False
+        return out if len(out) == BLOCK else np.zeros(BLOCK, np.int16)
+
+
+def converged_pipeline(tmp_path: Path, output: np.ndarray) -> tuple[MicPipeline, _StubCanceller]:
+    from tests.engine.conftest import make_config
+
+    pipeline = MicPipeline(make_config("ws://x", tmp_path, audio={"echo_mode": "aec"}), "local-vad")
+    quiet = to_int16(np.random.default_rng(2).standard_normal(BLOCK) * 10)
+    for _ in range(60):  # 1.2 s of reply with a well-cancelled echo
+        pipeline.echo.user_speaking(quiet, -15.0)
+    stub = _StubCanceller(output)
+    pipeline.canceller = stub  # type: ignore[assignment]
+    return pipeline, stub
+
+
+def barged(pipeline: MicPipeline, mic: np.ndarray) -> bool:
+    from voicecli.engine.turns import BargeIn
+
+    for i in range(0, len(mic) - BLOCK + 1, BLOCK):
+        step = pipeline.feed(mic[i : i + BLOCK], playing=True, playback_dbfs=-15.0)
+        if any(isinstance(a, BargeIn) for a in step.actions):
+            return True
+    return False
+
+
+def test_a_voice_in_the_cleaned_signal_barges_in(tmp_path: Path) -> None:
+    voice = read_wav_24k_mono(FIXTURES / "speech_one.wav")
+    pipeline, _ = converged_pipeline(tmp_path, voice)
+    assert barged(pipeline, voice)  # the mic heard it too
+
+
+def test_cleaned_audio_louder_than_the_mic_never_barges_in(tmp_path: Path) -> None:
+    """The canceller subtracting an echo that broke off: its output is no one's voice."""
+    voice = read_wav_24k_mono(FIXTURES / "speech_one.wav")
+    pipeline, _ = converged_pipeline(tmp_path, voice)
+    assert not barged(pipeline, np.zeros_like(voice))
+
+
+def test_re_anchoring_makes_the_residual_check_safe_again(tmp_path: Path) -> None:
+    voice = read_wav_24k_mono(FIXTURES / "speech_one.wav")
+    pipeline, stub = converged_pipeline(tmp_path, voice)
+    stub.jump = True  # a speaker underrun: the echo must be found again
+    assert pipeline.echo.coupling_db < -30
+    pipeline.feed(voice[:BLOCK], playing=True, playback_dbfs=-15.0)
+    assert pipeline.echo.coupling_db == 0.0
