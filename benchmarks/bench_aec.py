@@ -302,6 +302,24 @@ def fmt(values: list[float], digits: int = 1) -> str:
     return text + (f", {missed} missed" if missed else "")
 
 
+async def bench_self_interruption(replies: int, latency: float, tmp: Path) -> None:
+    """``replies`` replies of 4 s at -6 dB coupling, nobody speaking: how many did the
+    pipeline barge in on (its own echo)?"""
+    reply = speak(REPLY, tmp / "reply.wav")[: 4 * RATE]
+    reply = (reply.astype(np.float64) / np.abs(reply).max() * 16000).astype(np.int16)
+    interrupted = underruns = 0
+    with echo_path(0.5):
+        for _ in range(replies):
+            run = Run(reply, None, barge=True)
+            await run.go(5.0, latency)
+            interrupted += run.barge_adc is not None
+            underruns += run.underflows
+    print(
+        f"self-interruption at -6 dB: {interrupted} of {replies} replies of 4 s "
+        f"(speaker underruns meanwhile: {underruns})"
+    )
+
+
 def bench_cpu() -> None:
     """The canceller alone, per second of audio: echo of speech through the module."""
     reply = read_wav_24k_mono(Path(__file__).parents[1] / "tests/fixtures/speech_one.wav")
@@ -322,11 +340,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latency", type=float, default=0.03, help="speaker latency, s")
-    parser.add_argument("--gains", default="0.5,0.1", help="loopback gains (linear)")
+    parser.add_argument("--gains", default="0.5,0.1", help="loopback gains (linear, or none)")
+    parser.add_argument("--replies", type=int, default=20, help="self-interruption replies")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-aec-"))
     bench_cpu()
-    for gain in (float(g) for g in args.gains.split(",")):
+    asyncio.run(bench_self_interruption(args.replies, args.latency, tmp))
+    for gain in (float(g) for g in args.gains.split(",") if g):
         asyncio.run(bench(gain, args.runs, tmp, args.latency))
 
 

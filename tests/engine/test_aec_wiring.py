@@ -255,6 +255,6 @@ def test_re_anchoring_makes_the_residual_check_safe_again(tmp_path: Path) -> Non
     voice = read_wav_24k_mono(FIXTURES / "speech_one.wav")
     pipeline, stub = converged_pipeline(tmp_path, voice)
     stub.jump = True  # a speaker underrun: the echo must be found again
-    assert pipeline.echo.coupling_db < -30
+    assert pipeline.echo.coupling_db <= -30
     pipeline.feed(voice[:BLOCK], playing=True, playback_dbfs=-15.0)
     assert pipeline.echo.coupling_db == 0.0

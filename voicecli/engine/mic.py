@@ -43,7 +43,7 @@ in about a second: see the README)."""
 AEC_ADDED_DB = 3.0
 """With ``aec``: a cleaned block this much louder than the raw mic is the canceller's
 own error, never the user (a voice adds to both)."""
-AEC_MIN_COUPLING_DB = -40.0
+AEC_MIN_COUPLING_DB = -30.0
 """With ``aec``: the lowest residual echo (re the playback) the check may learn. A
 canceller that removed the echo completely for a while (or an echo path with gaps)
 would teach a lower one, and the next residual burst (a speaker underrun shifts the
