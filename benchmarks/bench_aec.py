@@ -321,19 +321,30 @@ async def bench_self_interruption(replies: int, latency: float, tmp: Path) -> No
 
 
 def bench_cpu() -> None:
-    """The canceller alone, per second of audio: echo of speech through the module."""
-    reply = read_wav_24k_mono(Path(__file__).parents[1] / "tests/fixtures/speech_one.wav")
-    mic = (reply.astype(np.float64) * 0.5).astype(np.int16)
-    aec = EchoCanceller()
-    blocks = [mic[i : i + 480] for i in range(0, len(mic) // 480 * 480, 480)]
-    c0 = time.process_time()
-    for _ in range(3):
-        for block in blocks:
-            aec.process(block)
-    used = time.process_time() - c0
-    print(
-        f"canceller alone: {used / (3 * len(blocks) * 0.02) * 1000:.1f} ms CPU per second of audio"
-    )
+    """The canceller alone, per second of audio: the echo (-6 dB, 40 ms) of speech,
+    with that speech as the far end through a tap (as in use), and with a silent far
+    end (nothing playing)."""
+    from voicecli.audio.tap import FarEndTap
+
+    far = read_wav_24k_mono(Path(__file__).parents[1] / "tests/fixtures/speech_one.wav")
+    far = np.tile(far, 3)
+    mic = np.concatenate([np.zeros(960, np.int16), (far[:-960] * 0.5).astype(np.int16)])
+    for label, playing in (("far end playing", True), ("far end silent", False)):
+        aec = EchoCanceller()
+        tap = FarEndTap(RATE)
+        aec.attach(tap)
+        used, played = 0.0, 0
+        for i in range(0, len(mic) // 480 * 480, 480):
+            while played < min(len(far), i + 1920):
+                chunk = far[played : played + 240] if playing else np.zeros(240, np.int16)
+                tap.write(chunk, played / RATE)
+                played += 240
+            c0 = time.thread_time()
+            aec.process(mic[i : i + 480], i / RATE)
+            used += time.thread_time() - c0
+        print(
+            f"canceller alone, {label}: {used / (len(mic) / RATE) * 1000:.1f} ms CPU per s of audio"
+        )
 
 
 def main() -> None:
