@@ -195,9 +195,7 @@ async def test_history_writes_stay_off_the_loop(
         engine.subscribe(recorder)
         task = await started(engine)
         on_disk: list[int] = []  # fsyncs done when each turn was announced
-        engine.subscribe(
-            lambda n: on_disk.append(len(synced)) if isinstance(n, TurnLogged) else None
-        )
+        engine.subscribe(lambda n: on_disk.append(len(synced)) if isinstance(n, TurnLogged) else None)
         monkeypatch.setattr(os, "fsync", slow_fsync)
         worst = 0.0
         engine.send_text("hello")
