@@ -137,6 +137,7 @@ class Engine:
 
         host = urlsplit(str(config.connection.url)).hostname or ""
         self._cost = CostMeter(config.connection.model, free=is_loopback(host))
+        self._mic = MicPipeline(config, self.session.turn_mode, max_turns=max_turns)
         self._bus = StatusBus(
             EngineStatus(
                 connection="connecting",
@@ -144,6 +145,7 @@ class Engine:
                 turn_mode=self.session.turn_mode,
                 mic="off",
                 cost_usd=self._cost.cost_usd,
+                echo_mode=self._mic.echo_mode,
             )
         )
         self._publish = self._bus.publish
@@ -160,7 +162,6 @@ class Engine:
         self._outbox_ready = self._link.ready
         self._updates = self._link.updates
         self._connected = self._link.connected
-        self._mic = MicPipeline(config, self.session.turn_mode, max_turns=max_turns)
         self._writer = DiskWriter()
         self._journal = Journal(self.conversation, self._writer, self._publish)
         if isinstance(history, SessionLog):
@@ -265,6 +266,13 @@ class Engine:
         :meth:`close` or a fatal error."""
         self._open_history()
         await self._playback.start()
+        # echo to cancel only from a speaker into a microphone (a device source has ADC times)
+        source = self._microphone.source
+        device_mic = source is not None and hasattr(source, "block_adc_time")
+        self._mic.attach_far_end(getattr(self._playback.sink, "tap", None) if device_mic else None)
+        self._set_status(echo_mode=self._mic.echo_mode)
+        if self._mic.notice is not None:
+            self._publish(Notice("warning", self._mic.notice))
         mic = self._microphone.run(self._connected, self._supervisor.closing, self._tools_ready)
         mic_task = asyncio.create_task(mic, name="voicecli-mic")
         tools_task = asyncio.create_task(self._start_tools(), name="voicecli-tools")
