@@ -58,6 +58,9 @@ class TimedSource:
     ) -> None:
         return None
 
+    def stop(self) -> None:
+        self.queue.put_nowait(None)  # blocks() returns when it reaches this
+
     async def blocks(self) -> AsyncIterator[np.ndarray]:
         while True:
             item = await self.queue.get()
