@@ -49,7 +49,7 @@ from voicecli.engine.outcome import Outcomes
 from voicecli.engine.playback import PlaybackTracker
 from voicecli.engine.status import EngineStatus, TurnMode, next_turn_mode
 from voicecli.engine.supervisor import Backoff, Supervisor
-from voicecli.engine.tasks import reap
+from voicecli.engine.tasks import reap, run_to_end
 from voicecli.engine.toolcalls import ToolCalls
 from voicecli.engine.turns import Action, Append, BargeIn, Clear, Commit
 from voicecli.history import SessionLog, open_session_log
@@ -280,18 +280,23 @@ class Engine:
             await self._supervisor.run()
         finally:
             self._microphone.stop()
-            await reap([mic_task], grace=STOP_GRACE_S)
-            await reap([tools_task])
-            await self.tools.aclose()
             if self._rotate_timer is not None:
                 self._rotate_timer.cancel()
-            await self._playback.close()
-            # a history handed in is closed by whoever opened it
-            self._journal.close(history=self._own_history)
-            # every turn on disk (and announced: the writer's callbacks run first)
-            await self._writer.aclose()
+            await run_to_end(
+                lambda: reap([mic_task], grace=STOP_GRACE_S),
+                lambda: reap([tools_task]),
+                self.tools.aclose,
+                self._playback.close,
+                self._close_journal,
+            )
             if not self._fatal:
                 self._set_connection("closed", "")
+
+    async def _close_journal(self) -> None:
+        # a history handed in is closed by whoever opened it
+        self._journal.close(history=self._own_history)
+        # every turn on disk (and announced: the writer's callbacks run first)
+        await self._writer.aclose()
 
     async def close(self) -> None:
         """Stop: cancels a reconnect wait too. :meth:`run` returns soon after."""
