@@ -93,6 +93,19 @@ async def mic_actions(cfg: Config, tmp: Path) -> Any:
     return out
 
 
+async def cancelled_speech(cfg: Config, tmp: Path) -> Any:
+    """The echo canceller's output for speech over room noise (no far end): its noise
+    suppression and gain control show in the level."""
+    from voicecli.audio.aec import EchoCanceller
+
+    canceller = EchoCanceller.from_config(cfg.audio)
+    speech = _load("speech_one.wav").pcm.astype(np.int32)
+    room = noise(len(speech) / 24_000, dbfs=-40.0, seed=5).astype(np.int32)
+    signal = np.clip(speech + room, -32768, 32767).astype(np.int16)
+    out = [canceller.process(signal[k : k + 480]) for k in range(0, len(signal) - 479, 480)]
+    return round(float(np.sqrt(np.mean(np.concatenate(out).astype(float) ** 2))))
+
+
 @dataclass
 class _Device:
     """Stands in for DeviceSource/DeviceSink: records how it was built."""
@@ -207,6 +220,8 @@ CASES: dict[str, Case] = {
     "audio.headphones": Case(True, mic_actions),
     "audio.echo_mode": Case("half-duplex", mic_actions),
     "audio.echo_margin_db": Case(30.0, mic_actions),
+    "audio.noise_suppression": Case(False, cancelled_speech),
+    "audio.auto_gain_control": Case(True, cancelled_speech),
     "vad.aggressiveness": Case(3, mic_actions),
     "vad.frame_ms": Case(10, mic_actions),
     "vad.start_frames": Case(20, mic_actions),

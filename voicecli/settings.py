@@ -208,8 +208,6 @@ class AudioConfig:
     while the assistant speaks), ``off``; ``auto``: ``aec`` when installed, else ``guard``."""
     noise_suppression: bool = True
     """``aec``: the canceller also suppresses steady background noise."""
-    high_pass_filter: bool = True
-    """``aec``: the canceller also removes rumble below ~80 Hz."""
     auto_gain_control: bool = False
     """``aec``: the canceller also levels the mic's loudness (off: it pumps the level)."""
     echo_margin_db: float = field(default=10.0, metadata=_meta(min=3.0, max=30.0))

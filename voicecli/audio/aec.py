@@ -50,8 +50,6 @@ class AecSettings(Protocol):
     @property
     def noise_suppression(self) -> bool: ...
     @property
-    def high_pass_filter(self) -> bool: ...
-    @property
     def auto_gain_control(self) -> bool: ...
 
 
@@ -142,7 +140,6 @@ class EchoCanceller:
         """Build from ``config.audio``; raises :class:`AecUnavailable` (one line)."""
         return cls(
             noise_suppression=audio.noise_suppression,
-            high_pass_filter=audio.high_pass_filter,
             auto_gain_control=audio.auto_gain_control,
             tap=tap,
         )
