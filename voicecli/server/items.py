@@ -39,6 +39,11 @@ class Item:
     arguments: str | None = None
     output: str | None = None
     audio: Pcm | None = None
+    server_label: str | None = None
+    """Hosted MCP items (emulated): the server they belong to."""
+    approval_request_id: str | None = None
+    approve: bool | None = None
+    tools: list[dict[str, Any]] | None = None
 
     @property
     def audio_ms(self) -> float:
@@ -58,6 +63,14 @@ class Item:
             out.update(
                 status=self.status, call_id=self.call_id, name=self.name, arguments=self.arguments
             )
+        elif self.type == "mcp_list_tools":
+            out.update(server_label=self.server_label, tools=copy.deepcopy(self.tools or []))
+        elif self.type in ("mcp_approval_request", "mcp_call"):
+            out.update(server_label=self.server_label, name=self.name, arguments=self.arguments)
+            if self.type == "mcp_call":
+                out.update(approval_request_id=self.approval_request_id, output=self.output)
+        elif self.type == "mcp_approval_response":
+            out.update(approval_request_id=self.approval_request_id, approve=self.approve)
         else:
             out.update(call_id=self.call_id, output=self.output)
         return out
@@ -160,6 +173,20 @@ def parse_item(raw: Any, path: str = "item") -> Item:
         return Item(
             id=item_id, type="function_call_output", call_id=raw["call_id"], output=raw["output"]
         )
+    if kind == "mcp_approval_response":
+        _check_keys(raw, (*common, "approval_request_id", "approve", "reason"), path)
+        if not isinstance(raw.get("approval_request_id"), str):
+            raise missing_parameter(f"{path}.approval_request_id")
+        if not isinstance(raw.get("approve"), bool):
+            raise missing_parameter(f"{path}.approve")
+        return Item(
+            id=item_id,
+            type="mcp_approval_response",
+            approval_request_id=raw["approval_request_id"],
+            approve=raw["approve"],
+        )
     raise invalid_value(
-        f"{path}.type", f"'{kind}'. Expected message, function_call or function_call_output."
+        f"{path}.type",
+        f"'{kind}'. Expected message, function_call, function_call_output"
+        " or mcp_approval_response.",
     )
