@@ -56,6 +56,8 @@ class Item:
         return " ".join(p for p in parts if p)
 
     def wire(self) -> dict[str, Any]:
+        if self.type.startswith("mcp_"):
+            return self._mcp_wire()
         out: dict[str, Any] = {"id": self.id, "type": self.type, "object": "realtime.item"}
         if self.type == "message":
             out.update(status=self.status, role=self.role, content=copy.deepcopy(self.content))
@@ -63,16 +65,21 @@ class Item:
             out.update(
                 status=self.status, call_id=self.call_id, name=self.name, arguments=self.arguments
             )
-        elif self.type == "mcp_list_tools":
+        else:
+            out.update(call_id=self.call_id, output=self.output)
+        return out
+
+    def _mcp_wire(self) -> dict[str, Any]:
+        """A hosted MCP item (emulated); the API's MCP items carry no ``object``."""
+        out: dict[str, Any] = {"id": self.id, "type": self.type}
+        if self.type == "mcp_list_tools":
             out.update(server_label=self.server_label, tools=copy.deepcopy(self.tools or []))
-        elif self.type in ("mcp_approval_request", "mcp_call"):
-            out.update(server_label=self.server_label, name=self.name, arguments=self.arguments)
-            if self.type == "mcp_call":
-                out.update(approval_request_id=self.approval_request_id, output=self.output)
         elif self.type == "mcp_approval_response":
             out.update(approval_request_id=self.approval_request_id, approve=self.approve)
         else:
-            out.update(call_id=self.call_id, output=self.output)
+            out.update(server_label=self.server_label, name=self.name, arguments=self.arguments)
+            if self.type == "mcp_call":
+                out.update(approval_request_id=self.approval_request_id, output=self.output)
         return out
 
 
