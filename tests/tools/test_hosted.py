@@ -18,7 +18,7 @@ from tests.tools.test_engine_tools import last_reply, received, replies, tool_en
 from voicecli.config import Config
 from voicecli.engine.eventlog import sanitize
 from voicecli.engine.notifications import EventLogged, ToolCallChanged
-from voicecli.engine.toolcalls import ApprovalRequest, Decision
+from voicecli.engine.toolcalls import ApprovalRequest, Decision, headless_approver
 from voicecli.protocol.conversation import Conversation
 from voicecli.protocol.notifications import UnhandledEvent
 from voicecli.server import RealtimeServer
@@ -227,12 +227,16 @@ async def test_an_approved_hosted_call_runs_and_the_reply_quotes_it(
     assert len(received(rt, "response.create")) == 2  # the text's, then one after approval
 
 
-async def test_without_an_approver_a_hosted_call_is_declined(
-    config_for: ConfigFor, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("headless", [False, True])
+async def test_a_hosted_call_is_declined_headless_or_without_an_approver(
+    config_for: ConfigFor, recorder: Recorder, monkeypatch: pytest.MonkeyPatch, headless: bool
 ) -> None:
     monkeypatch.setenv("VOICECLI_HOSTED_TEST_TOKEN", TOKEN)
+    said: list[str] = []
     async with RealtimeServer(pace=0) as rt:
         engine, task = await tool_engine(hosted_config(config_for, rt), recorder)
+        if headless:  # voicecli ask without --approve-tools
+            engine.tools.approver = headless_approver(False, said.append)
         engine.send_text("ask the remote server")
         await replies(recorder, 2)
         await stop(engine, task)
@@ -243,6 +247,10 @@ async def test_without_an_approver_a_hosted_call_is_declined(
         if e["item"]["type"] == "mcp_approval_response"
     ]
     assert [a["approve"] for a in answers] == [False]
+    if headless:
+        assert said == [
+            "tool remote__lookup needs approval: declined (--approve-tools would allow it)"
+        ]
     assert "declined" in last_reply(engine)
     assert not [t for t in engine.conversation.items if t.type == "mcp_call"]
 
@@ -261,3 +269,18 @@ async def test_an_auto_hosted_server_calls_without_asking(
     items = [e["item"]["type"] for e in received(rt, "conversation.item.create")]
     assert items == ["message"]  # no approval asked, none answered
     assert len(received(rt, "response.create")) == 1
+
+
+def test_hosted_items_are_one_line_each_in_the_transcript() -> None:
+    from voicecli.protocol.items import Item
+    from voicecli.ui.widgets.transcript import render_item, transcript_markdown
+
+    call = Item("m1", type="mcp_call", name="lookup", arguments='{"q": 1}', output="found it")
+    request = Item("r1", type="mcp_approval_request", name="lookup", arguments="{}")
+    listed = Item("l1", type="mcp_list_tools")
+    assert str(render_item(call, ("done", 0.0))).startswith('⇄ MCP lookup {"q": 1}')
+    assert "→ found it" in str(render_item(call))
+    assert "waiting for approval" in str(render_item(request, ("waiting", 0.0)))
+    assert str(render_item(listed)).startswith("⇄ MCP tools listed")
+    markdown = transcript_markdown([listed, request, call])
+    assert "`lookup`" in markdown and "found it" in markdown and "tools listed" not in markdown
