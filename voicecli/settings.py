@@ -45,7 +45,7 @@ as a whole, so an unknown voice fails the config check instead."""
 AUTO_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
 """What ``session.transcription.model = "auto"`` means outside Azure."""
 TurnMode = Literal["local-vad", "push-to-talk", "server-vad", "semantic-vad"]
-EchoMode = Literal["guard", "half-duplex", "off"]
+EchoMode = Literal["auto", "aec", "guard", "half-duplex", "off"]
 TURN_MODES: tuple[TurnMode, ...] = ("local-vad", "push-to-talk", "server-vad", "semantic-vad")
 
 ENV_URL = "VOICECLI_URL"
@@ -202,9 +202,16 @@ class AudioConfig:
     """Speaker: device index or a substring of its name; none: the system default."""
     headphones: bool = False
     """Headphones are in use: the mic cannot hear the assistant (echo handling off)."""
-    echo_mode: EchoMode = "guard"
-    """Without headphones: ``guard`` (speech must clearly exceed what playback explains),
-    ``half-duplex`` (mic ignored while the assistant speaks) or ``off``."""
+    echo_mode: EchoMode = "auto"
+    """Without headphones: ``aec`` (WebRTC echo canceller, the ``aec`` extra), ``guard``
+    (speech must clearly exceed what playback explains), ``half-duplex`` (mic ignored
+    while the assistant speaks), ``off``; ``auto``: ``aec`` when installed, else ``guard``."""
+    noise_suppression: bool = True
+    """``aec``: the canceller also suppresses steady background noise."""
+    high_pass_filter: bool = True
+    """``aec``: the canceller also removes rumble below ~80 Hz."""
+    auto_gain_control: bool = False
+    """``aec``: the canceller also levels the mic's loudness (off: it pumps the level)."""
     echo_margin_db: float = field(default=10.0, metadata=_meta(min=3.0, max=30.0))
     """Guard mode: how many dB the mic must exceed the echo the playback explains (the
     learned echo path) before it counts as the user's voice."""

@@ -73,3 +73,21 @@ async def test_close_ends_a_mic_loop_that_swallows_its_cancel(
     assert source.stopped.is_set()
     assert source.swallowed == 0  # it ended by its stop, never needed a cancel
     assert took < STOP_GRACE_S
+
+
+async def test_a_cancelled_shutdown_still_runs_every_step() -> None:
+    """Textual cancels the engine's worker at exit; the steps after the interrupted one
+    (closing the tools' log files, the speaker, the history) used to be skipped."""
+    from voicecli.engine.tasks import run_to_end
+
+    done: list[str] = []
+
+    async def slow(name: str) -> None:
+        await asyncio.sleep(0.05)
+        done.append(name)
+
+    task = asyncio.create_task(run_to_end(lambda: slow("a"), lambda: slow("b")))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.wait([task], timeout=2)
+    assert task.cancelled() and done == ["a", "b"]

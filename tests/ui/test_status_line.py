@@ -19,3 +19,9 @@ def test_speaker_underruns_and_mic_overflows_are_counted() -> None:
     text = line(EngineStatus(connection="connected", underruns=4, overflows=2))
     assert "speaker underruns 4" in text
     assert "overflows 2 dropped 0 ms" in text
+
+
+def test_the_echo_mode_in_force_is_shown() -> None:
+    assert "echo aec" in line(EngineStatus(connection="connected", echo_mode="aec"))
+    assert "echo guard" in line(EngineStatus(connection="connected", echo_mode="guard"))
+    assert "echo" not in line(EngineStatus(connection="connected"))

@@ -88,6 +88,12 @@ class EchoGuard:
         self._levels: deque[tuple[int, float]] = deque()  # (time, playback dBFS)
         self._last_audible: int | None = None  # time playback was last above the floor
 
+    def relearn(self) -> None:
+        """Forget the learned echo path: back to the initial coupling, learned anew
+        over ``learn_ms`` (the echo path changed)."""
+        self._buckets = [self.initial_coupling_db] * _BUCKETS
+        self._bucket_fill = 0
+
     @property
     def coupling_db(self) -> float:
         """The echo path's gain as learned so far: echo dB minus playback dB."""

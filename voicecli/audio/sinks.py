@@ -33,6 +33,7 @@ from voicecli.audio.devices import (
 from voicecli.audio.dsp import StreamResampler, as_int16
 from voicecli.audio.ledger import PlayedLedger
 from voicecli.audio.ring import RingBuffer
+from voicecli.audio.tap import FarEndTap
 from voicecli.audio.wav import WavWriter
 from voicecli.pcm import SAMPLE_RATE as RATE
 
@@ -260,6 +261,8 @@ class DeviceSink:
         self._dry_loop: asyncio.AbstractEventLoop | None = None
         self._want_dry = False
         self.underflows = 0  # PortAudio output underflow flags (a glitch, not a death)
+        self.tap = FarEndTap(self.rate)
+        """Every block handed to the device, with its DAC time (the echo canceller's far end)."""
 
         # shared with the callback; every access holds _lock (a few µs at most)
         self._lock = threading.Lock()
@@ -315,6 +318,7 @@ class DeviceSink:
             # the device ran out while audio played (a crackle); out of silence, nobody
             # hears it (the stream starting up on a busy machine, say)
             self.underflows += 1
+            self.tap.glitches += 1
         out = outdata[:, 0]
         now = time_info.currentTime
         dac = time_info.outputBufferDacTime
@@ -352,6 +356,7 @@ class DeviceSink:
                     self._idle = True  # ran dry: the next audio fades in again
         if n < frames:
             out[n:] = 0
+        self.tap.write(out, dac)
         if self._want_dry and len(ring) == 0:
             self._want_dry = False
             self._wake_dry()

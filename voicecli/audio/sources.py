@@ -74,6 +74,11 @@ class _Blocker:
         self._buf: Int16Array = np.zeros(size, dtype=np.int16)
         self._fill = 0
 
+    @property
+    def pending(self) -> int:
+        """Samples waiting for the next block."""
+        return self._fill
+
     def push(self, samples: Int16Array) -> list[Int16Array]:
         out: list[Int16Array] = []
         pos = 0
@@ -125,7 +130,10 @@ class DeviceSource:
         self.callbacks = 0  # PortAudio callbacks so far (the first one means audio flows)
         self._stream: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: deque[Int16Array] = deque()
+        self._queue: deque[tuple[Int16Array, float]] = deque()
+        self.block_adc_time: float | None = None
+        """When the first sample of the block last yielded was captured (PortAudio stream
+        time: the clock the speaker's DAC times use), for the echo canceller."""
         self._ready = asyncio.Event()
         self._finished = False
         self._resampler: StreamResampler | None = None
@@ -207,10 +215,13 @@ class DeviceSource:
         if status.input_overflow:
             self.input_overflows += 1
         block = indata[:, 0].copy()  # ~2 KB; PortAudio reuses indata after we return
+        adc = time_info.inputBufferAdcTime
+        if adc <= 0.0:  # the host API does not report it: about when the block ended
+            adc = time_info.currentTime - frames / self.rate
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed under us
-                loop.call_soon_threadsafe(self._deliver, block)
+                loop.call_soon_threadsafe(self._deliver, block, adc)
 
     def _finished_callback(self) -> None:
         self._ended.set()
@@ -221,13 +232,13 @@ class DeviceSource:
 
     # -- event loop ------------------------------------------------------------------
 
-    def _deliver(self, block: Int16Array) -> None:
+    def _deliver(self, block: Int16Array, adc_time: float) -> None:
         self.callbacks += 1
         self._first_callback.set()
         if len(self._queue) >= self.max_queue_blocks:
             self._queue.popleft()
             self.dropped += 1
-        self._queue.append(block)
+        self._queue.append((block, adc_time))
         self._ready.set()
 
     def _on_finished(self) -> None:
@@ -264,11 +275,13 @@ class DeviceSource:
                     raise AudioDeviceLost(
                         f"the microphone delivered no audio for {timeout:g} s (device lost?)"
                     ) from None
-            raw = self._queue.popleft()
+            raw, adc = self._queue.popleft()
             samples = self._resampler.process(raw) if self._resampler is not None else raw
-            for block in blocker.push(samples):
+            start = adc - blocker.pending / RATE  # the next block began that much earlier
+            for k, block in enumerate(blocker.push(samples)):
                 if self._stopped:
                     return
+                self.block_adc_time = start + k * BLOCK_SAMPLES / RATE
                 yield block
 
 

@@ -49,7 +49,7 @@ from voicecli.engine.outcome import Outcomes
 from voicecli.engine.playback import PlaybackTracker
 from voicecli.engine.status import EngineStatus, TurnMode, next_turn_mode
 from voicecli.engine.supervisor import Backoff, Supervisor
-from voicecli.engine.tasks import reap
+from voicecli.engine.tasks import reap, run_to_end
 from voicecli.engine.toolcalls import ToolCalls
 from voicecli.engine.turns import Action, Append, BargeIn, Clear, Commit
 from voicecli.history import SessionLog, open_session_log
@@ -137,6 +137,7 @@ class Engine:
 
         host = urlsplit(str(config.connection.url)).hostname or ""
         self._cost = CostMeter(config.connection.model, free=is_loopback(host))
+        self._mic = MicPipeline(config, self.session.turn_mode, max_turns=max_turns)
         self._bus = StatusBus(
             EngineStatus(
                 connection="connecting",
@@ -144,6 +145,7 @@ class Engine:
                 turn_mode=self.session.turn_mode,
                 mic="off",
                 cost_usd=self._cost.cost_usd,
+                echo_mode=self._mic.echo_mode,
             )
         )
         self._publish = self._bus.publish
@@ -160,7 +162,6 @@ class Engine:
         self._outbox_ready = self._link.ready
         self._updates = self._link.updates
         self._connected = self._link.connected
-        self._mic = MicPipeline(config, self.session.turn_mode, max_turns=max_turns)
         self._writer = DiskWriter()
         self._journal = Journal(self.conversation, self._writer, self._publish)
         if isinstance(history, SessionLog):
@@ -265,6 +266,13 @@ class Engine:
         :meth:`close` or a fatal error."""
         self._open_history()
         await self._playback.start()
+        # echo to cancel only from a speaker into a microphone (a device source has ADC times)
+        source = self._microphone.source
+        device_mic = source is not None and hasattr(source, "block_adc_time")
+        self._mic.attach_far_end(getattr(self._playback.sink, "tap", None) if device_mic else None)
+        self._set_status(echo_mode=self._mic.echo_mode)
+        if self._mic.notice is not None:
+            self._publish(Notice("warning", self._mic.notice))
         mic = self._microphone.run(self._connected, self._supervisor.closing, self._tools_ready)
         mic_task = asyncio.create_task(mic, name="voicecli-mic")
         tools_task = asyncio.create_task(self._start_tools(), name="voicecli-tools")
@@ -272,18 +280,23 @@ class Engine:
             await self._supervisor.run()
         finally:
             self._microphone.stop()
-            await reap([mic_task], grace=STOP_GRACE_S)
-            await reap([tools_task])
-            await self.tools.aclose()
             if self._rotate_timer is not None:
                 self._rotate_timer.cancel()
-            await self._playback.close()
-            # a history handed in is closed by whoever opened it
-            self._journal.close(history=self._own_history)
-            # every turn on disk (and announced: the writer's callbacks run first)
-            await self._writer.aclose()
+            await run_to_end(
+                lambda: reap([mic_task], grace=STOP_GRACE_S),
+                lambda: reap([tools_task]),
+                self.tools.aclose,
+                self._playback.close,
+                self._close_journal,
+            )
             if not self._fatal:
                 self._set_connection("closed", "")
+
+    async def _close_journal(self) -> None:
+        # a history handed in is closed by whoever opened it
+        self._journal.close(history=self._own_history)
+        # every turn on disk (and announced: the writer's callbacks run first)
+        await self._writer.aclose()
 
     async def close(self) -> None:
         """Stop: cancels a reconnect wait too. :meth:`run` returns soon after."""

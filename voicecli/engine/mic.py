@@ -1,5 +1,12 @@
-"""The mic pipeline: each 20 ms mic block -> level, echo handling, endpointing and turn
-control -> the actions to take (append, commit, clear, barge-in).
+"""The mic pipeline: each 20 ms mic block -> echo cancellation, level, echo handling,
+endpointing and turn control -> the actions to take (append, commit, clear, barge-in).
+
+With ``echo_mode`` ``aec`` every block first goes through the
+:class:`~voicecli.audio.aec.EchoCanceller` and everything after it (level, VAD, the
+appends, the recording) sees the cleaned block. The echo guard then judges the
+*cleaned* signal: it learns the residual echo (starting from the safe 0 dB, over
+``AEC_LEARN_MS``), so a canceller that has not converged yet cannot make the first
+reply interrupt itself, and once it has, a voice as loud as the echo passes.
 
 Sans-I/O like the turn controller it drives: the engine hands it a block and the
 speaker's state and gets a :class:`MicStep` back; nothing here sends, sleeps or
@@ -13,14 +20,36 @@ from typing import Any
 
 import numpy as np
 
+from voicecli.audio.aec import (
+    AecUnavailable,
+    EchoCanceller,
+    EchoInForce,
+    aec_available,
+    resolve_echo_mode,
+)
 from voicecli.audio.dsp import rms_dbfs
 from voicecli.audio.echo import EchoGuard
+from voicecli.audio.tap import FarEndTap
 from voicecli.audio.vad import Endpointer, SpeechEnd, SpeechStart
 from voicecli.config import Config
 from voicecli.engine.status import TurnMode, VadState
 from voicecli.engine.turns import Action, TurnController
 
 Int16Block = np.ndarray[Any, np.dtype[np.int16]]
+
+AEC_LEARN_MS = 1000
+"""With ``aec``: the residual-echo check's learning window (the canceller converges
+in about a second: see the README)."""
+AEC_ADDED_DB = 3.0
+"""With ``aec``: a cleaned block this much louder than the raw mic is the canceller's
+own error, never the user (a voice adds to both)."""
+AEC_MIN_COUPLING_DB = -30.0
+"""With ``aec``: the lowest residual echo (re the playback peak) the check may learn:
+a voice must be at least ``echo_margin_db`` above it. A canceller that removed the
+echo completely for a while (or an echo path with gaps) would teach a lower one, and
+the next residual burst (a word's onset after a pause, a shifted far end) would pass
+for the user: on the -6 dB loopback 3 of 20 replies interrupted themselves at -40 dB,
+1 of 20 at -30 dB (``benchmarks/bench_aec.py``)."""
 
 
 @dataclass(slots=True)
@@ -34,6 +63,10 @@ class MicStep:
     """The local endpointer's new state, when it changed."""
     turn_ended: bool = False
     """A user turn the client decides ended with this block (the latency clock starts)."""
+    block: Int16Block | None = None
+    """The block as everything downstream sees it (echo cancelled with ``aec``)."""
+    notice: str | None = None
+    """The echo canceller failed with this block: one line (now on the echo guard)."""
 
 
 class MicPipeline:
@@ -41,10 +74,22 @@ class MicPipeline:
 
     def __init__(self, config: Config, mode: TurnMode, *, max_turns: int | None = None) -> None:
         audio = config.audio
-        echo_mode = "off" if audio.headphones else audio.echo_mode
+        self._margin_db = audio.echo_margin_db
+        wants_aec = audio.echo_mode in ("auto", "aec") and not audio.headphones
+        self.echo_mode: EchoInForce
+        self.echo_mode, self.notice = resolve_echo_mode(
+            audio.echo_mode, headphones=audio.headphones, available=wants_aec and aec_available()
+        )
+        """The echo handling in force; ``notice``: why it differs from the config."""
+        self.canceller: EchoCanceller | None = None
+        if self.echo_mode == "aec":
+            try:
+                self.canceller = EchoCanceller.from_config(audio)
+            except AecUnavailable as exc:
+                self.echo_mode, self.notice = "guard", f"{exc}: using the echo guard"
         self.turns = TurnController(
             mode,
-            echo_mode=echo_mode,
+            echo_mode="guard" if self.echo_mode == "aec" else self.echo_mode,
             max_turns=max_turns,
             min_turn_ms=float(config.vad.min_turn_ms),
         )
@@ -55,21 +100,75 @@ class MicPipeline:
             start_frames=config.vad.start_frames,
             frame_ms=config.vad.frame_ms,
         )
-        self.echo = EchoGuard(echo_mode, margin_db=audio.echo_margin_db)
+        self.echo = self._guard()
+
+    def _guard(self) -> EchoGuard:
+        if self.echo_mode == "aec":
+            return EchoGuard(
+                "guard",
+                margin_db=self._margin_db,
+                learn_ms=AEC_LEARN_MS,
+                min_coupling_db=AEC_MIN_COUPLING_DB,
+            )
+        return EchoGuard(self.echo_mode, margin_db=self._margin_db)
+
+    def attach_far_end(self, tap: FarEndTap | None) -> None:
+        """The speaker's far-end tap. None: no device plays into a device mic (a file
+        in or out): there is no echo to cancel, so the canceller stands down and the
+        echo guard (which passes audio nothing audible explains) takes over."""
+        if self.canceller is None:
+            return
+        if tap is None:
+            self.canceller, self.echo_mode = None, "guard"
+            self.echo = self._guard()
+            return
+        self.canceller.attach(tap)
+
+    def _cancel(self, block: Int16Block, adc_time: float | None, step: MicStep) -> Int16Block:
+        if self.canceller is None:
+            return block
+        try:
+            realigned = self.canceller.realigned
+            cleaned = self.canceller.process(block, adc_time)
+            if self.canceller.realigned != realigned:
+                # the far end jumped (a speaker underrun): the canceller must find the
+                # echo again, so the residual check starts from the safe side again
+                self.echo.relearn()
+            return cleaned
+        except AecUnavailable as exc:
+            # one notice; the guard takes over with its own (safe) initial echo path
+            self.canceller, self.echo_mode = None, "guard"
+            self.echo = self._guard()
+            step.notice = f"{exc}: using the echo guard"
+            return block
 
     def feed(
-        self, block: Int16Block, *, playing: bool, playback_dbfs: float | None
+        self,
+        block: Int16Block,
+        *,
+        playing: bool,
+        playback_dbfs: float | None,
+        adc_time: float | None = None,
     ) -> MicStep:
         """One block: ``playing`` says whether the speaker is audible, ``playback_dbfs``
-        how loud it plays (the echo guard's reference)."""
+        how loud it plays (the echo guard's reference), ``adc_time`` when it was
+        captured (the source's ``block_adc_time``; aligns the canceller's far end)."""
         tc = self.turns
+        step = MicStep(level=0.0)
+        # cancelled even while muted: the canceller keeps tracking the echo path
+        raw = block
+        block = step.block = self._cancel(block, adc_time, step)
         dbfs = rms_dbfs(block)
         # fed every block, playing or not: the guard counts time in mic samples, so only
         # then do its window and hold run on after playback stops (and old levels expire)
         echo_ok = self.echo.user_speaking(block, playback_dbfs)
+        if step.block is not raw and dbfs > rms_dbfs(raw) + AEC_ADDED_DB:
+            # the canceller subtracted an echo that was not there (the echo path broke
+            # off: a speaker underrun, a moved device): its output is no one's voice
+            echo_ok = False
         if tc.muted:
-            return MicStep(level=0.0)
-        step = MicStep(level=max(0.0, min(1.0, (dbfs + 60.0) / 60.0)))
+            return step
+        step.level = max(0.0, min(1.0, (dbfs + 60.0) / 60.0))
         # the echo reaches the mic after the sink falls silent (device latency, the
         # room): while the guard still expects it, treat the assistant as audible
         tc.playing = playing or not echo_ok

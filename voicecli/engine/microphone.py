@@ -130,11 +130,19 @@ class Microphone:
 
     def _on_block(self, block: np.ndarray[Any, np.dtype[np.int16]]) -> None:
         playback = self._playback
-        playback.record_mic(block, muted=self._pipeline.turns.muted)
         playback.check_speaker()
         step = self._pipeline.feed(
-            block, playing=playback.is_playing, playback_dbfs=playback.sink.level_dbfs
+            block,
+            playing=playback.is_playing,
+            playback_dbfs=playback.sink.level_dbfs,
+            adc_time=getattr(self.source, "block_adc_time", None),
         )
+        # what the server gets is what is recorded: the cleaned block, with echo cancelled
+        cleaned = step.block if step.block is not None else block
+        playback.record_mic(cleaned, muted=self._pipeline.turns.muted)
+        if step.notice is not None:  # the canceller failed: guard from now on
+            self._bus.publish(Notice("warning", step.notice))
+            self._bus.set(echo_mode=self._pipeline.echo_mode)
         if step.vad is not None:
             self._bus.set(vad=step.vad)
         if step.turn_ended:

@@ -59,3 +59,5 @@ class EngineStatus:
     """Speaker underruns (the device ran out of audio: a crackle) reported by the sink."""
     dropped_audio_ms: float = 0.0
     """Mic audio dropped because the socket stalled longer than ``max_backlog_s``."""
+    echo_mode: str = ""
+    """The echo handling in force: ``aec``, ``guard``, ``half-duplex`` or ``off``."""

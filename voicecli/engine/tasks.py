@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -37,3 +37,22 @@ async def reap(tasks: Iterable[asyncio.Task[Any] | None], *, grace: float = 0.0)
     for task, result in zip(pending, results, strict=True):
         if isinstance(result, Exception):
             log.debug("%s ended with %r", task.get_name(), result)
+
+
+async def run_to_end(*steps: Callable[[], Awaitable[Any]]) -> None:
+    """Run shutdown ``steps`` in order, each to its end even when the caller is
+    cancelled meanwhile (an app tearing its workers down), then re-raise that
+    cancellation: a cancel must not skip the steps after the one it interrupted (closing
+    the tools' log files, the speaker, the history)."""
+    cancelled = False
+    for step in steps:
+        task = asyncio.ensure_future(step())
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                cancelled = True
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a shutdown step failed", exc_info=task.exception())
+    if cancelled:
+        raise asyncio.CancelledError

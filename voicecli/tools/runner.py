@@ -243,13 +243,16 @@ class ToolRunner:
     async def _errlog(self, name: str) -> TextIO:
         def open_log() -> TextIO:
             if self._log_dir is None:
-                return open(os.devnull, "w")
-            self._log_dir.mkdir(parents=True, exist_ok=True)
-            return open(self._log_dir / f"{name}.log", "a", encoding="utf-8")
+                errlog = open(os.devnull, "w")  # noqa: SIM115 - closed by aclose
+            else:
+                self._log_dir.mkdir(parents=True, exist_ok=True)
+                errlog = open(self._log_dir / f"{name}.log", "a", encoding="utf-8")  # noqa: SIM115
+            # kept here, in the thread: a start cancelled while the file opens must not
+            # drop it unclosed (aclose closes every one)
+            self._errlogs.append(errlog)
+            return errlog
 
-        errlog = await asyncio.to_thread(open_log)
-        self._errlogs.append(errlog)
-        return errlog
+        return await asyncio.to_thread(open_log)
 
     def _server_lost(self, server: _Server, exc: BaseException | None) -> None:
         if server.lost or server.closing:

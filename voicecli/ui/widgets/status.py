@@ -94,6 +94,9 @@ def status_parts(
     first.append(
         _part(2, ("vad ", ""), (status.vad, "bold green" if status.vad == "speech" else "dim"))
     )
+    if status.echo_mode:  # which echo handling is in force (aec, guard, half-duplex, off)
+        echo_style = "bold" if status.echo_mode == "aec" else ""
+        first.append(_part(5, ("echo ", ""), (status.echo_mode, echo_style)))
     # the answer to the last key comes first: it must stay visible in a narrow
     # terminal and to the left of the notification toasts
     second = [_part(0, (ack, "bold"))] if ack else []

@@ -1,0 +1,365 @@
+"""The echo canceller (``echo_mode = "aec"``) on a real echo path: PulseAudio's virtual
+speaker looped back into the virtual mic (``module-loopback``, 30 ms, at a coupling of
+-6 dB or -20 dB), played and captured through DeviceSink / DeviceSource, cancelled by
+:class:`~voicecli.audio.aec.EchoCanceller` fed from the sink's far-end tap.
+
+Needs the ``aec`` extra and PulseAudio virtual devices (``bash scripts/bench aec`` starts
+them). Prints, per coupling:
+
+1. ERLE (echo return loss enhancement): mic power / cleaned power over the far end's
+   speech, in the second ending 1, 2 and 5 s after the reply starts, and 5-10 s.
+2. Double talk: after 6 s of reply a near voice as loud as the echo (RMS-matched) is
+   spoken into the mic. Correlation of the cleaned signal with that voice as captured
+   alone (same path, no reply playing: best lag within 40 ms), next to the raw mic's
+   correlation and the module's own transparency (the voice alone through the module).
+3. Barge-in with AEC: the mic pipeline (local-vad, defaults) runs on the cleaned
+   blocks; when it barges in the sink is flushed. Voice onset (from the capture of the
+   voice alone, in the mic's ADC time) -> the last sample at the DAC (the sink's stream
+   time when its played count stops), on PortAudio's one clock.
+4. CPU of the canceller per second of audio.
+
+Usage: python benchmarks/bench_aec.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from voicecli.audio.aec import EchoCanceller
+from voicecli.audio.sinks import DeviceSink
+from voicecli.audio.sources import DeviceSource
+from voicecli.audio.wav import read_wav_24k_mono
+from voicecli.config import load_config
+from voicecli.engine.mic import MicPipeline
+from voicecli.engine.turns import BargeIn
+
+RATE = 24_000
+REPLY = (
+    "Paris has a long history. The Romans founded a town on an island in the river "
+    "Seine, and over the centuries it grew into the capital of France, with its "
+    "cathedrals, palaces, wide boulevards and museums, visited by millions every year."
+)
+VOICE = "Stop, stop, that is enough. Wait a moment please, I have a question."
+VOICE_AT_S = 6.0
+
+
+def speak(text: str, path: Path, voice: str = "en") -> np.ndarray:
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(path), text], check=True)
+    return read_wav_24k_mono(path)
+
+
+def write_wav(path: Path, samples: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(samples.astype("<i2").tobytes())
+
+
+@contextlib.contextmanager
+def echo_path(gain: float) -> Iterator[None]:
+    """speaker.monitor -> mic_feed through module-loopback at linear ``gain``."""
+    module = subprocess.run(
+        ["pactl", "load-module", "module-loopback", "source=speaker.monitor", "sink=mic_feed",
+         "latency_msec=30", "source_dont_move=true", "sink_dont_move=true"],
+        check=True, capture_output=True, text=True, timeout=10,
+    ).stdout.strip()  # fmt: skip
+    try:
+        listing = subprocess.run(
+            ["pactl", "list", "sink-inputs"], check=True, capture_output=True, text=True
+        ).stdout
+        inputs = re.findall(r"Sink Input #(\d+)\s+Driver: [^\n]*\n\s+Owner Module: (\d+)", listing)
+        index = next(i for i, owner in inputs if owner == module)
+        subprocess.run(["pactl", "set-sink-input-volume", index, str(gain)], check=True)
+        time.sleep(0.5)
+        yield
+    finally:
+        subprocess.run(["pactl", "unload-module", module], check=False, timeout=10)
+
+
+def best_corr(x: np.ndarray, ref: np.ndarray, max_lag: int = 960) -> tuple[float, int]:
+    """Highest correlation of ``x`` with ``ref`` delayed by 0..max_lag samples."""
+    best = (-1.0, 0)
+    x = x.astype(np.float64)
+    ref = ref.astype(np.float64)
+    for lag in range(0, max_lag, 2):
+        a, b = x[lag:], ref[: len(ref) - lag]
+        n = min(len(a), len(b))
+        if n < RATE // 2:
+            break
+        c = float(np.corrcoef(a[:n], b[:n])[0, 1])
+        if c > best[0]:
+            best = (c, lag)
+    return best
+
+
+def power(x: np.ndarray) -> float:
+    return float(np.mean(x.astype(np.float64) ** 2)) + 1e-9
+
+
+class Run:
+    """One reply played over the echo path while the mic is captured and cancelled."""
+
+    def __init__(self, reply: np.ndarray, voice_wav: Path | None, barge: bool) -> None:
+        self.reply = reply
+        self.voice_wav = voice_wav
+        self.barge = barge
+        self.raw: list[np.ndarray] = []
+        self.clean: list[np.ndarray] = []
+        self.adc: list[float] = []
+        self.cpu = 0.0
+        self.reply_dac: float | None = None
+        self.barge_adc: float | None = None
+        self.silent_at: float | None = None
+        self.canceller: EchoCanceller | None = None
+        self.underflows = 0
+
+    async def go(self, seconds: float, latency: float) -> None:
+        cfg = load_config(config_file=None, env={}, overrides={"audio": {"echo_mode": "aec"}})
+        pipeline = MicPipeline(cfg, "local-vad")
+        sink = DeviceSink(None, latency=latency)
+        pipeline.attach_far_end(sink.tap)
+        canceller = pipeline.canceller
+        assert canceller is not None
+        self.canceller = canceller
+        async with DeviceSource(None) as source:
+            await source.wait_started(5)
+            await sink.start()
+            await asyncio.sleep(1.0)
+            started = time.perf_counter()
+            sink.write(self.reply.tobytes(), "reply", 0)
+            voice: subprocess.Popen[bytes] | None = None
+            async for block in source.blocks():
+                now = time.perf_counter() - started
+                if self.reply_dac is None and sink.played_ms("reply", 0) > 0:
+                    self.reply_dac = float(sink._stream.time) - sink.played_ms("reply", 0) / 1000
+                if self.voice_wav is not None and voice is None and now >= VOICE_AT_S:
+                    voice = subprocess.Popen(["paplay", "--device=mic_feed", str(self.voice_wav)])
+                c0 = time.thread_time()  # the loop thread only (not PortAudio's)
+                step = pipeline.feed(
+                    block,
+                    playing=sink.is_playing,
+                    playback_dbfs=sink.level_dbfs,
+                    adc_time=source.block_adc_time,
+                )
+                self.cpu += time.thread_time() - c0
+                assert step.block is not None
+                self.raw.append(block)
+                self.clean.append(step.block)
+                self.adc.append(source.block_adc_time or 0.0)
+                if (
+                    self.barge
+                    and self.barge_adc is None
+                    and any(isinstance(a, BargeIn) for a in step.actions)
+                ):
+                    self.barge_adc = source.block_adc_time
+                    sink.flush(fade=True)
+                    self.silent_at = await self._until_silent(sink)
+                if now > seconds:
+                    break
+            if voice is not None:
+                voice.wait(20)
+        self.underflows = sink.underflows
+        await sink.close()
+
+    @staticmethod
+    async def _until_silent(sink: DeviceSink) -> float:
+        last, last_t = sink.played_ms("reply", 0), float(sink._stream.time)
+        while float(sink._stream.time) - last_t < 0.08:
+            await asyncio.sleep(0.001)
+            now = sink.played_ms("reply", 0)
+            if now != last:
+                last, last_t = now, float(sink._stream.time)
+        return last_t
+
+    def signals(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate(self.raw), np.concatenate(self.clean)
+
+    def index_at(self, dac: float) -> int:
+        """Mic sample index captured at stream time ``dac``."""
+        k = int(np.searchsorted(np.array(self.adc), dac)) - 1
+        k = max(0, k)
+        return k * 480 + int((dac - self.adc[k]) * RATE)
+
+
+async def capture_voice(voice_wav: Path, seconds: float) -> np.ndarray:
+    """The voice alone as the mic hears it (no reply playing)."""
+    blocks: list[np.ndarray] = []
+    async with DeviceSource(None) as source:
+        await source.wait_started(5)
+        await asyncio.sleep(0.5)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(["paplay", "--device=mic_feed", str(voice_wav)])
+        async for block in source.blocks():
+            blocks.append(block)
+            if time.perf_counter() - t0 > seconds:
+                break
+        proc.wait(20)
+    return np.concatenate(blocks)
+
+
+def onset(x: np.ndarray) -> int:
+    """First sample of the first 10 ms window 30 dB above the quietest ones."""
+    frames = x[: len(x) // 240 * 240].astype(np.float64).reshape(-1, 240)
+    db = 10 * np.log10((frames**2).mean(axis=1) + 1e-9)
+    floor = np.percentile(db, 10)
+    k = int(np.argmax(db > floor + 30))
+    return k * 240
+
+
+async def bench(gain: float, runs: int, tmp: Path, latency: float) -> None:
+    db = 20 * np.log10(gain)
+    reply = speak(REPLY, tmp / "reply.wav")
+    reply = (reply.astype(np.float64) / np.abs(reply).max() * 16000).astype(np.int16)
+    voice = speak(VOICE, tmp / "voice.wav", voice="en+f3")
+    # as loud as the echo: the reply's RMS at the coupling
+    scale = np.sqrt(power(reply)) * gain / np.sqrt(power(voice))
+    voice = np.clip(voice * scale, -32768, 32767).astype(np.int16)
+    voice_wav = tmp / "voice_scaled.wav"
+    write_wav(voice_wav, voice)
+    print(f"coupling {db:.0f} dB (loopback 30 ms, mic_feed 16 kHz, sink latency {latency:g} s):")
+    with echo_path(gain):
+        alone = await capture_voice(voice_wav, len(voice) / RATE + 1.0)
+        v0 = onset(alone)
+        voice_alone = alone[v0 : v0 + len(voice)]
+        # the module's own transparency: the voice alone through a fresh canceller
+        fresh = EchoCanceller()
+        through = np.concatenate(
+            [fresh.process(alone[i : i + 480]) for i in range(0, len(alone) // 480 * 480, 480)]
+        )
+        transparency = best_corr(through[v0 : v0 + len(voice)], voice_alone)[0]
+        erles: dict[str, list[float]] = {"1 s": [], "2 s": [], "5 s": [], "5-10 s": []}
+        dts, raws, cpus, barges = [], [], [], []
+        glitches: list[int] = []
+        realigned: list[int] = []
+        for _ in range(runs):
+            run = Run(reply, None, barge=False)
+            await run.go(11.0, latency)
+            glitches.append(run.underflows)
+            realigned.append(run.canceller.realigned if run.canceller else 0)
+            raw, clean = run.signals()
+            assert run.reply_dac is not None
+            s0 = run.index_at(run.reply_dac)
+            windows = {"1 s": (0, 1), "2 s": (1, 2), "5 s": (4, 5), "5-10 s": (5, 10)}
+            for label, (a, b) in windows.items():
+                seg = slice(s0 + a * RATE, s0 + b * RATE)
+                erles[label].append(10 * np.log10(power(raw[seg]) / power(clean[seg])))
+            cpus.append(run.cpu / (len(raw) / RATE) * 1000)
+
+            run = Run(reply, voice_wav, barge=False)
+            await run.go(VOICE_AT_S + len(voice) / RATE + 1.0, latency)
+            raw, clean = run.signals()
+            # where the voice is in this capture: align the voice-alone capture
+            start = int(VOICE_AT_S * RATE) - RATE
+            _c, lag = best_corr(raw[start : start + 3 * RATE + len(voice)], voice_alone, 3 * RATE)
+            at = start + lag
+            dts.append(best_corr(clean[at - 480 : at + len(voice)], voice_alone)[0])
+            raws.append(best_corr(raw[at - 480 : at + len(voice)], voice_alone)[0])
+
+            run = Run(reply, voice_wav, barge=True)
+            await run.go(VOICE_AT_S + len(voice) / RATE + 1.0, latency)
+            raw, _ = run.signals()
+            _c, lag = best_corr(raw[start : start + 3 * RATE + len(voice)], voice_alone, 3 * RATE)
+            voice_onset_idx = start + lag
+            k = voice_onset_idx // 480
+            onset_t = run.adc[k] + (voice_onset_idx - k * 480) / RATE
+            barged = run.silent_at is not None and run.barge_adc is not None
+            if barged and run.barge_adc is not None and run.barge_adc > onset_t - 1:
+                barges.append((run.silent_at - onset_t) * 1000)
+            else:
+                barges.append(float("nan"))
+    for label, values in erles.items():
+        print(f"  ERLE {label:>6}: {fmt(values)} dB")
+    print(f"  double talk: correlation with the voice alone {fmt(dts, 2)}; raw mic {fmt(raws, 2)}; "
+          f"the module on the voice alone {transparency:.2f}")  # fmt: skip
+    print(f"  barge-in, voice onset -> speaker silent: {fmt(barges, 0)} ms")
+    print(f"  speaker underruns per ERLE run: {glitches}; far-end re-alignments: {realigned}")
+    print(f"  mic pipeline CPU with AEC (cancel, VAD, guard): {fmt(cpus, 1)} ms per s of audio")
+
+
+def fmt(values: list[float], digits: int = 1) -> str:
+    ok = [v for v in values if v == v]
+    if not ok:
+        return "n/a"
+    missed = len(values) - len(ok)
+    med, lo, hi = statistics.median(ok), min(ok), max(ok)
+    text = f"median {med:.{digits}f} (min {lo:.{digits}f}, max {hi:.{digits}f}, n={len(ok)})"
+    return text + (f", {missed} missed" if missed else "")
+
+
+async def bench_self_interruption(replies: int, latency: float, tmp: Path) -> None:
+    """``replies`` replies of 4 s at -6 dB coupling, nobody speaking: how many did the
+    pipeline barge in on (its own echo)?"""
+    reply = speak(REPLY, tmp / "reply.wav")[: 4 * RATE]
+    reply = (reply.astype(np.float64) / np.abs(reply).max() * 16000).astype(np.int16)
+    interrupted = underruns = 0
+    with echo_path(0.5):
+        for _ in range(replies):
+            run = Run(reply, None, barge=True)
+            await run.go(5.0, latency)
+            interrupted += run.barge_adc is not None
+            underruns += run.underflows
+    print(
+        f"self-interruption at -6 dB: {interrupted} of {replies} replies of 4 s "
+        f"(speaker underruns meanwhile: {underruns})"
+    )
+
+
+def bench_cpu() -> None:
+    """The canceller alone, per second of audio: the echo (-6 dB, 40 ms) of speech,
+    with that speech as the far end through a tap (as in use), and with a silent far
+    end (nothing playing)."""
+    from voicecli.audio.tap import FarEndTap
+
+    far = read_wav_24k_mono(Path(__file__).parents[1] / "tests/fixtures/speech_one.wav")
+    far = np.tile(far, 3)
+    mic = np.concatenate([np.zeros(960, np.int16), (far[:-960] * 0.5).astype(np.int16)])
+    for label, playing in (("far end playing", True), ("far end silent", False)):
+        aec = EchoCanceller()
+        tap = FarEndTap(RATE)
+        aec.attach(tap)
+        used, played = 0.0, 0
+        for i in range(0, len(mic) // 480 * 480, 480):
+            while played < min(len(far), i + 1920):
+                chunk = far[played : played + 240] if playing else np.zeros(240, np.int16)
+                tap.write(chunk, played / RATE)
+                played += 240
+            c0 = time.thread_time()
+            aec.process(mic[i : i + 480], i / RATE)
+            used += time.thread_time() - c0
+        print(
+            f"canceller alone, {label}: {used / (len(mic) / RATE) * 1000:.1f} ms CPU per s of audio"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--latency", type=float, default=0.03, help="speaker latency, s")
+    parser.add_argument("--gains", default="0.5,0.1", help="loopback gains (linear, or none)")
+    parser.add_argument("--replies", type=int, default=20, help="self-interruption replies")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-aec-"))
+    bench_cpu()
+    asyncio.run(bench_self_interruption(args.replies, args.latency, tmp))
+    for gain in (float(g) for g in args.gains.split(",") if g):
+        asyncio.run(bench(gain, args.runs, tmp, args.latency))
+
+
+if __name__ == "__main__":
+    main()
