@@ -284,3 +284,56 @@ def test_hosted_items_are_one_line_each_in_the_transcript() -> None:
     assert str(render_item(listed)).startswith("⇄ MCP tools listed")
     markdown = transcript_markdown([listed, request, call])
     assert "`lookup`" in markdown and "found it" in markdown and "tools listed" not in markdown
+
+
+async def test_a_request_a_reconnect_removed_is_not_answered() -> None:
+    import asyncio
+
+    from voicecli.engine.toolcalls import ToolCalls
+    from voicecli.protocol.client_events import ClientEvents
+
+    conversation = Conversation()
+    sent: list[dict[str, Any]] = []
+    requested: list[bool] = []
+    calls = ToolCalls(
+        conversation,
+        ClientEvents(),
+        send=sent.append,
+        request_response=lambda: requested.append(True),
+        cancel=lambda: None,
+        publish=lambda _note: None,
+    )
+    release = asyncio.Event()
+
+    async def approver(request: ApprovalRequest) -> Decision:
+        await release.wait()
+        return "approve"
+
+    calls.approver = approver
+    item = {
+        "id": "mcpr_1",
+        "type": "mcp_approval_request",
+        "server_label": "remote",
+        "name": "lookup",
+        "arguments": "{}",
+    }
+    for event in (
+        {"type": "response.created", "response": {"id": "r1", "object": "realtime.response"}},
+        {
+            "type": "response.output_item.added",
+            "response_id": "r1",
+            "output_index": 0,
+            "item": item,
+        },
+    ):
+        conversation.apply(event)
+        calls.on_event(event)
+    await asyncio.sleep(0)
+    conversation.apply({"type": "conversation.item.deleted", "item_id": "mcpr_1"})
+    calls.response_done("r1")
+    release.set()
+    for _ in range(5):
+        await asyncio.sleep(0)  # the approval task finishes (aclose would cancel it)
+    assert not calls._tasks
+    assert sent == [] and requested == []
+    await calls.aclose()

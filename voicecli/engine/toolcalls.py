@@ -311,6 +311,13 @@ class ToolCalls:
             self._batches[response_id].cancelled = True
             self._continued.discard(response_id)
             self._cancel()
+        if self._conversation.item(item_id) is None:
+            # cut off by a reconnect: the new session never saw the request
+            if response_id is not None:
+                self._batches[response_id].calls.discard(item_id)
+                self._batches[response_id].unanswered.discard(item_id)
+                self._maybe_respond(response_id)
+            return
         event = self._ev.mcp_approval_response(f"item_{secrets.token_hex(8)}", item_id, approve)
         self._send(event)
         if response_id is None:
