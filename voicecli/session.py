@@ -308,7 +308,8 @@ class SessionModel:
         return update
 
     def set_tools(self, tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """Declare the function tools (kept, so a reconnect re-sends them)."""
+        """Declare the tools: function tools and hosted MCP servers (``{"type": "mcp",
+        ...}``); kept, so a reconnect re-sends them."""
         self._tools = [copy.deepcopy(dict(t)) for t in tools]
         return {"tools": copy.deepcopy(self._tools), "tool_choice": "auto"}
 

@@ -40,6 +40,7 @@ _KEYS = (
     "startup_timeout_s",
     "tool_timeout_s",
     "hosted",
+    "allowed_tools",
     "tools",
 )
 INSTALL_HINT = "MCP servers need the mcp extra: pip install 'voicecli[mcp]'"
@@ -81,6 +82,8 @@ class McpServer:
     tool_timeout_s: float = 60.0
     hosted: bool = False
     """A ``url`` server the Realtime service calls itself (a Realtime ``mcp`` tool)."""
+    allowed_tools: tuple[str, ...] | None = None
+    """A hosted server's tools the model may see (None: all of them)."""
 
     @property
     def transport(self) -> Literal["stdio", "http"]:
@@ -105,6 +108,40 @@ class McpServer:
                 raise MissingEnvironment(f"environment variable {self.bearer_token_env} is not set")
             out["Authorization"] = f"Bearer {env[self.bearer_token_env]}"
         return out
+
+
+def hosted_declaration(server: McpServer, env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The Realtime ``mcp`` tool that lets the service call a ``hosted = true`` server.
+
+    ``headers`` are resolved from ``env`` (raises :class:`MissingEnvironment`).
+    ``require_approval`` follows ``approval``: ``"auto"`` is ``"never"``, ``"ask"`` (and
+    ``"never"``, which the client then declines) is ``"always"``; per-tool overrides
+    become the object form, naming the ``auto`` tools under ``never`` and the others
+    under ``always``, while the rest follow the server's own setting on the client's
+    side (an approval request for an ``auto`` tool is approved without asking).
+    """
+    tool: dict[str, Any] = {"type": "mcp", "server_label": server.name}
+    if server.url is not None:
+        tool["server_url"] = server.url
+    headers = server.resolved_headers(env)
+    if headers:
+        tool["headers"] = headers
+    if server.allowed_tools is not None:
+        tool["allowed_tools"] = list(server.allowed_tools)
+    default = "never" if server.approval == "auto" else "always"
+    overrides = {t: a for t, a in server.tool_approval.items() if a != server.approval}
+    if not overrides:
+        tool["require_approval"] = default
+    else:
+        auto = sorted(t for t, a in server.tool_approval.items() if a == "auto")
+        asked = sorted(t for t, a in server.tool_approval.items() if a != "auto")
+        filters: dict[str, Any] = {}
+        if asked:
+            filters["always"] = {"tool_names": asked}
+        if auto:
+            filters["never"] = {"tool_names": auto}
+        tool["require_approval"] = filters
+    return tool
 
 
 def parse_mcp_servers(value: Any) -> Mapping[str, McpServer]:
@@ -166,6 +203,13 @@ def _server(name: str, table: Any) -> McpServer:
     hosted = get("hosted", bool, "true or false", False)
     if hosted and url is None:
         raise ToolConfigError(f"{prefix}.hosted", "applies only to a server with url")
+    allowed = get("allowed_tools", list, "a list of tool names")
+    if allowed is not None and not hosted:
+        raise ToolConfigError(f"{prefix}.allowed_tools", "applies only to a hosted = true server")
+    if allowed is not None and not all(isinstance(a, str) and a for a in allowed):
+        raise ToolConfigError(
+            f"{prefix}.allowed_tools", f"expected a list of tool names, got {_show(allowed)}"
+        )
     return McpServer(
         name=name,
         command=command,
@@ -181,6 +225,7 @@ def _server(name: str, table: Any) -> McpServer:
         startup_timeout_s=_seconds(table, "startup_timeout_s", 10.0, prefix),
         tool_timeout_s=_seconds(table, "tool_timeout_s", 60.0, prefix),
         hosted=hosted,
+        allowed_tools=tuple(allowed) if allowed is not None else None,
     )
 
 
@@ -246,6 +291,7 @@ __all__ = [
     "McpServer",
     "MissingEnvironment",
     "ToolConfigError",
+    "hosted_declaration",
     "mcp_available",
     "parse_mcp_servers",
 ]

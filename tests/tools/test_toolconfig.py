@@ -249,9 +249,12 @@ def test_the_example_config_documents_every_key_and_parses() -> None:
     servers = parse_mcp_servers(tomllib.loads(example)["mcp_servers"])
     assert servers["files"].approval_for("read_text_file") == "auto"
     assert servers["search"].bearer_token_env == "SEARCH_TOKEN"
+    assert servers["docs"].hosted and servers["docs"].allowed_tools == ("search",)
 
 
-async def test_a_hosted_server_is_one_notice() -> None:
+async def test_a_hosted_server_starts_nothing_locally() -> None:
+    """The service calls a hosted server: the runner starts no client for it and warns
+    of nothing; it is declared instead (tests/tools/test_hosted.py)."""
     from voicecli.tools import ToolRunner
 
     warnings: list[str] = []
@@ -259,4 +262,5 @@ async def test_a_hosted_server_is_one_notice() -> None:
         parse_mcp_servers({"remote": {"url": "https://h/mcp", "hosted": True}}), warnings.append
     )
     assert await runner.start() == []
-    assert warnings == ["MCP server 'remote': hosted = true is not supported yet; it is off"]
+    assert warnings == []
+    assert [t["server_label"] for t in runner.hosted_declarations()] == ["remote"]

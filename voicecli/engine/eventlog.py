@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from voicecli.secrets import known_secrets
+
 # Event types whose base64 payload is audio, and the field that holds it.
 _AUDIO_FIELDS = {
     "input_audio_buffer.append": "audio",
@@ -24,8 +26,9 @@ def audio_marker(b64: str) -> str:
 
 def sanitize(event: Mapping[str, Any], secrets: tuple[str, ...] = ()) -> dict[str, Any]:
     """A copy of ``event`` with audio payloads replaced by a size marker and any
-    secret value (or a key named like one) redacted, at any depth."""
-    out = _scrub(event, [s for s in secrets if s])
+    secret value (``secrets`` and every registered one, such as a hosted MCP server's
+    header values), or a key named like one, redacted, at any depth."""
+    out = _scrub(event, [s for s in (*secrets, *known_secrets()) if s])
     if not isinstance(out, dict):  # pragma: no cover - _scrub keeps mappings mappings
         return {}
     field = _AUDIO_FIELDS.get(str(event.get("type")))

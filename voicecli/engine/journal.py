@@ -34,8 +34,10 @@ def turn_record(item: Item, done: ResponseDone | None) -> dict[str, Any]:
         "role": item.role or "",
         "text": item.text,
     }
-    if item.type == "function_call":
+    if item.type == "function_call" or item.type == "mcp_call":
         record.update(name=item.name, call_id=item.call_id, arguments=item.arguments)
+    if item.type == "mcp_call":
+        record.update(output=item.output)
     if item.type == "function_call_output":
         record.update(call_id=item.call_id, output=item.output)
     if item.truncated_at_ms is not None:

@@ -17,6 +17,14 @@ When every call of a response is answered and that response is done, one
 ``response.create`` is asked for through the outbox (one response at a time), unless
 the user cancelled at the approval prompt. A call whose item a reconnect removed (the
 response was cut off and will be asked again) is not answered.
+
+Hosted MCP servers (``hosted = true``) are called by the service itself; this part
+only answers their ``mcp_approval_request`` items (the same approval as a function
+call, by the server's ``approval`` for that tool), with an ``mcp_approval_response``
+item and then, like a function call, one ``response.create`` once the asking response
+is done (the response that asked ends with the request; nothing else continues it).
+Their progress (``mcp_list_tools.*``, ``response.mcp_call.*``) becomes
+:class:`ToolCallChanged` notes keyed by item id, for the transcript.
 """
 
 from __future__ import annotations
@@ -100,15 +108,21 @@ class ToolCalls:
         self._batches: dict[str, _Batch] = {}
         self._continued: set[str] = set()  # responses whose calls ask for another
         self._tasks: set[asyncio.Task[None]] = set()
+        self._labels: dict[str, str] = {}  # hosted MCP item id -> its server's label
 
     # -- what the engine feeds in --------------------------------------------------------
 
     def on_event(self, event: Mapping[str, Any]) -> None:
         """A server event, already folded into the conversation."""
-        if event.get("type") == "response.function_call_arguments.done":
+        kind = event.get("type")
+        if kind == "response.function_call_arguments.done":
             item = self._conversation.item(str(event.get("item_id")))
             if item is not None:
                 self._start(item)
+        elif kind in _ITEM_EVENTS and isinstance(event.get("item"), Mapping):
+            self._hosted_item(event["item"], event.get("response_id"))
+        elif isinstance(kind, str) and kind in _HOSTED_PROGRESS:
+            self._hosted_progress(str(event.get("item_id")), _HOSTED_PROGRESS[kind])
 
     def response_done(self, response_id: str) -> None:
         """``response.done``: start calls whose arguments event never came; once all are
@@ -126,10 +140,12 @@ class ToolCalls:
         return response_id in self._continued
 
     async def start(self) -> list[dict[str, Any]]:
-        """Start the MCP servers; returns the session's function tool declarations."""
+        """Start the MCP servers; returns the session's tool declarations (function
+        tools, then the hosted servers' ``mcp`` tools)."""
         if self.runner is None:
             return []
-        return [spec.declaration() for spec in await self.runner.start()]
+        functions = [spec.declaration() for spec in await self.runner.start()]
+        return functions + self.runner.hosted_declarations()
 
     async def aclose(self) -> None:
         """Stop the running calls (their answers are not sent), then the servers."""
@@ -232,6 +248,110 @@ class ToolCalls:
         if batch.calls and not batch.cancelled:
             self._request_response()
 
+    # -- hosted MCP ------------------------------------------------------------------------
+
+    def _hosted_item(self, data: Mapping[str, Any], response_id: Any) -> None:
+        item_id = data.get("id")
+        if not isinstance(item_id, str):
+            return
+        label = data.get("server_label")
+        if isinstance(label, str):
+            self._labels[item_id] = label
+        kind = data.get("type")
+        if kind == "mcp_call" and (data.get("output") is not None or data.get("error")):
+            error = data.get("error")
+            failed = error is not None
+            text = str(data.get("output") or "") if not failed else f"error: {_error_text(error)}"
+            self._hosted_progress(item_id, "failed" if failed else "done", text)
+        elif kind == "mcp_approval_request" and item_id not in self._started:
+            self._started.add(item_id)
+            known = self._conversation.item(item_id)
+            owner = known.response_id if known is not None else None
+            owner = owner or (response_id if isinstance(response_id, str) else None)
+            if owner is not None:
+                batch = self._batches.setdefault(owner, _Batch())
+                batch.calls.add(item_id)
+                batch.unanswered.add(item_id)
+                self._continued.add(owner)
+            task = asyncio.create_task(
+                self._approve_hosted(item_id, str(label), data, owner),
+                name=f"voicecli-mcp-approval-{item_id}",
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _hosted_progress(self, item_id: str, status: str, output: str = "") -> None:
+        item = self._conversation.item(item_id)
+        label = self._labels.get(item_id, "mcp")
+        tool = (item.name if item is not None else None) or "list tools"
+        arguments = (item.arguments if item is not None else None) or ""
+        self._publish(
+            ToolCallChanged(item_id, item_id, f"{label}.{tool}", status, arguments, output)
+        )
+
+    async def _approve_hosted(
+        self, item_id: str, label: str, data: Mapping[str, Any], response_id: str | None
+    ) -> None:
+        tool = str(data.get("name") or "?")
+        raw = str(data.get("arguments") or "")
+        name = f"{label}__{tool}"
+        server = self.runner.hosted.get(label) if self.runner is not None else None
+        approval = server.approval_for(tool) if server is not None else "ask"
+        spec = ToolSpec(name, label, tool, "", {}, approval)
+        arguments, _ = _parse_arguments(raw)
+
+        def changed(status: str, output: str = "") -> None:
+            self._publish(ToolCallChanged(item_id, item_id, name, status, raw, output))
+
+        request = Item(item_id, type="mcp_approval_request", call_id=item_id)
+        decision = await self._approval(spec, request, arguments, changed)
+        approve = decision in ("approve", "always")
+        changed("approved" if approve else "declined")
+        if decision == "cancel" and response_id is not None:
+            self._batches[response_id].cancelled = True
+            self._continued.discard(response_id)
+            self._cancel()
+        if self._conversation.item(item_id) is None:
+            # cut off by a reconnect: the new session never saw the request
+            if response_id is not None:
+                self._batches[response_id].calls.discard(item_id)
+                self._batches[response_id].unanswered.discard(item_id)
+                self._maybe_respond(response_id)
+            return
+        event = self._ev.mcp_approval_response(f"item_{secrets.token_hex(8)}", item_id, approve)
+        self._send(event)
+        if response_id is None:
+            if decision != "cancel":
+                self._request_response()
+            return
+        self._batches[response_id].unanswered.discard(item_id)
+        self._maybe_respond(response_id)
+
+
+_ITEM_EVENTS = frozenset(
+    {
+        "conversation.item.added",
+        "conversation.item.done",
+        "response.output_item.added",
+        "response.output_item.done",
+    }
+)
+_HOSTED_PROGRESS = {
+    "mcp_list_tools.in_progress": "running",
+    "mcp_list_tools.completed": "done",
+    "mcp_list_tools.failed": "failed",
+    "response.mcp_call.in_progress": "running",
+    "response.mcp_call.failed": "failed",
+}
+"""Hosted MCP progress events and the status each shows (a call's ``done`` comes with
+its item, which holds the output)."""
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, Mapping):
+        return str(error.get("message") or error.get("type") or "failed")
+    return str(error)
+
 
 def headless_approver(approve_all: bool, say: Callable[[str], None]) -> Approver:
     """The approver of a run nobody watches (``voicecli ask``): approves every call when
@@ -240,10 +360,7 @@ def headless_approver(approve_all: bool, say: Callable[[str], None]) -> Approver
     async def approver(request: ApprovalRequest) -> Decision:
         if approve_all:
             return "approve"
-        say(
-            f"tool {request.name} needs approval: declined "
-            "(--approve-tools would allow it)"
-        )
+        say(f"tool {request.name} needs approval: declined (--approve-tools would allow it)")
         return "decline"
 
     return approver

@@ -98,6 +98,17 @@ class ClientEvents:
     def function_call_output(self, call_id: str, output: str) -> JsonEvent:
         return self._item({"type": "function_call_output", "call_id": call_id, "output": output})
 
+    def mcp_approval_response(self, item_id: str, request_id: str, approve: bool) -> JsonEvent:
+        """The user's answer to a hosted MCP server's ``mcp_approval_request``."""
+        return self._item(
+            {
+                "type": "mcp_approval_response",
+                "id": item_id,
+                "approval_request_id": request_id,
+                "approve": approve,
+            }
+        )
+
     def _item(self, item: dict[str, Any]) -> JsonEvent:
         return self._event("conversation.item.create", item=item)
 

@@ -70,6 +70,16 @@ _QUIET = frozenset(
         "output_audio_buffer.started",
         "output_audio_buffer.stopped",
         "output_audio_buffer.cleared",
+        # hosted MCP progress: the items themselves arrive as conversation items, and
+        # the engine's tool part shows these in the transcript
+        "mcp_list_tools.in_progress",
+        "mcp_list_tools.completed",
+        "mcp_list_tools.failed",
+        "response.mcp_call_arguments.delta",
+        "response.mcp_call_arguments.done",
+        "response.mcp_call.in_progress",
+        "response.mcp_call.completed",
+        "response.mcp_call.failed",
     }
 )
 

@@ -39,6 +39,11 @@ class Item:
     arguments: str | None = None
     output: str | None = None
     audio: Pcm | None = None
+    server_label: str | None = None
+    """Hosted MCP items (emulated): the server they belong to."""
+    approval_request_id: str | None = None
+    approve: bool | None = None
+    tools: list[dict[str, Any]] | None = None
 
     @property
     def audio_ms(self) -> float:
@@ -51,6 +56,8 @@ class Item:
         return " ".join(p for p in parts if p)
 
     def wire(self) -> dict[str, Any]:
+        if self.type.startswith("mcp_"):
+            return self._mcp_wire()
         out: dict[str, Any] = {"id": self.id, "type": self.type, "object": "realtime.item"}
         if self.type == "message":
             out.update(status=self.status, role=self.role, content=copy.deepcopy(self.content))
@@ -60,6 +67,19 @@ class Item:
             )
         else:
             out.update(call_id=self.call_id, output=self.output)
+        return out
+
+    def _mcp_wire(self) -> dict[str, Any]:
+        """A hosted MCP item (emulated); the API's MCP items carry no ``object``."""
+        out: dict[str, Any] = {"id": self.id, "type": self.type}
+        if self.type == "mcp_list_tools":
+            out.update(server_label=self.server_label, tools=copy.deepcopy(self.tools or []))
+        elif self.type == "mcp_approval_response":
+            out.update(approval_request_id=self.approval_request_id, approve=self.approve)
+        else:
+            out.update(server_label=self.server_label, name=self.name, arguments=self.arguments)
+            if self.type == "mcp_call":
+                out.update(approval_request_id=self.approval_request_id, output=self.output)
         return out
 
 
@@ -160,6 +180,20 @@ def parse_item(raw: Any, path: str = "item") -> Item:
         return Item(
             id=item_id, type="function_call_output", call_id=raw["call_id"], output=raw["output"]
         )
+    if kind == "mcp_approval_response":
+        _check_keys(raw, (*common, "approval_request_id", "approve", "reason"), path)
+        if not isinstance(raw.get("approval_request_id"), str):
+            raise missing_parameter(f"{path}.approval_request_id")
+        if not isinstance(raw.get("approve"), bool):
+            raise missing_parameter(f"{path}.approve")
+        return Item(
+            id=item_id,
+            type="mcp_approval_response",
+            approval_request_id=raw["approval_request_id"],
+            approve=raw["approve"],
+        )
     raise invalid_value(
-        f"{path}.type", f"'{kind}'. Expected message, function_call or function_call_output."
+        f"{path}.type",
+        f"'{kind}'. Expected message, function_call, function_call_output"
+        " or mcp_approval_response.",
     )

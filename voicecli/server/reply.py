@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voicecli.server.errors import ProtocolError
+from voicecli.server.hostedmcp import plan_round, run_round
 from voicecli.server.items import Item, encode_audio
 from voicecli.server.synth import (
     SAMPLES_PER_MS,
@@ -195,10 +196,15 @@ class Reply:
             await self._fail(failing)
             return
         transcript, audio, source = self._source()
-        calls = self._tools_to_call(source)
+        hosted = plan_round(self.tools, self.context) if self.tool_choice != "none" else None
+        calls = self._tools_to_call(source) if hosted is None else []
         for tool, args in calls:
             await self._function_call(tool, args)
-        if not calls:
+        if hosted is not None:
+            said = await run_round(self, s.send, self.resp.id, hosted)
+            if said is not None:
+                await self._message(said, None)
+        elif not calls:
             await self._message(transcript, audio)
         usage = self._usage()
         s.response_finished(usage["input_tokens"])

@@ -160,6 +160,37 @@ def check_max_output_tokens(value: Any, path: str) -> int | str:
     return _int(value, path, 1, 4096)
 
 
+_MCP_KEYS = (
+    "type",
+    "server_label",
+    "server_url",
+    "server_description",
+    "headers",
+    "authorization",
+    "allowed_tools",
+    "require_approval",
+)
+
+
+def _check_mcp_tool(tool: dict[str, Any], path: str) -> dict[str, Any]:
+    """A hosted MCP server (``{"type": "mcp", ...}``); the local server only emulates
+    calling it (:mod:`voicecli.server.hostedmcp`)."""
+    _keys(tool, _MCP_KEYS, path)
+    for key in ("server_label", "server_url"):
+        if key not in tool:
+            raise missing_parameter(f"{path}.{key}")
+        _str(tool[key], f"{path}.{key}")
+    if "headers" in tool and tool["headers"] is not None:
+        for name, value in _obj(tool["headers"], f"{path}.headers").items():
+            _str(value, f"{path}.headers.{name}")
+    approval = tool.get("require_approval")
+    if isinstance(approval, str):
+        _enum(approval, f"{path}.require_approval", ("always", "never"))
+    elif approval is not None:
+        _obj(approval, f"{path}.require_approval")
+    return copy.deepcopy(tool)
+
+
 def check_tools(value: Any, path: str) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         raise invalid_type(path, "an array", value)
@@ -167,8 +198,11 @@ def check_tools(value: Any, path: str) -> list[dict[str, Any]]:
     for i, raw in enumerate(value):
         p = f"{path}[{i}]"
         tool = _obj(raw, p)
+        if isinstance(tool, dict) and tool.get("type") == "mcp":
+            tools.append(_check_mcp_tool(tool, p))
+            continue
         _keys(tool, ("type", "name", "description", "parameters"), p)
-        _enum(tool.get("type"), f"{p}.type", ("function",))
+        _enum(tool.get("type"), f"{p}.type", ("function", "mcp"))
         if "name" not in tool:
             raise missing_parameter(f"{p}.name")
         _str(tool["name"], f"{p}.name")

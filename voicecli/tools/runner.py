@@ -33,7 +33,14 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from voicecli.aio import timeout
-from voicecli.toolconfig import INSTALL_HINT, Approval, McpServer, MissingEnvironment
+from voicecli.secrets import register_secret
+from voicecli.toolconfig import (
+    INSTALL_HINT,
+    Approval,
+    McpServer,
+    MissingEnvironment,
+    hosted_declaration,
+)
 from voicecli.tools.guard import guarded
 from voicecli.tools.names import function_name, unique_name
 
@@ -100,7 +107,8 @@ class ToolRunner:
         env: Mapping[str, str] = os.environ,
     ) -> None:
         self._configs = [s for s in servers.values() if s.enabled and not s.hosted]
-        self._hosted = [s.name for s in servers.values() if s.enabled and s.hosted]
+        self.hosted = {s.name: s for s in servers.values() if s.enabled and s.hosted}
+        """The ``hosted = true`` servers, by name: the service calls them itself."""
         self._warn = warn
         self._log_dir = log_dir
         self._env = env
@@ -118,10 +126,25 @@ class ToolRunner:
 
     # -- starting ----------------------------------------------------------------------
 
+    def hosted_declarations(self) -> list[dict[str, Any]]:
+        """The session's ``mcp`` tools for the hosted servers. Their header values are
+        registered as secrets (redacted from every log); a server whose headers name an
+        unset variable is one notice and left out."""
+        out: list[dict[str, Any]] = []
+        for server in self.hosted.values():
+            try:
+                tool = hosted_declaration(server, self._env)
+            except MissingEnvironment as exc:
+                self._warn(f"MCP server {server.name!r} is off: {exc}")
+                continue
+            for value in tool.get("headers", {}).values():
+                register_secret(value)
+                register_secret(value.removeprefix("Bearer ").strip())
+            out.append(tool)
+        return out
+
     async def start(self) -> list[ToolSpec]:
         """Start every enabled server and list its tools; returns all the tools."""
-        for name in self._hosted:
-            self._warn(f"MCP server {name!r}: hosted = true is not supported yet; it is off")
         if not self._configs:
             return []
         try:

@@ -87,13 +87,28 @@ ROLE_STYLE = {"user": "bold cyan", "assistant": "bold green", "system": "bold ma
 
 FOLD_AT = 100
 """Characters of a tool call's arguments or output shown on its one line."""
-CALL_STATUS_STYLE = {"done": "green", "declined": "yellow", "waiting": "bold magenta"}
+CALL_STATUS_STYLE = {
+    "done": "green",
+    "approved": "green",
+    "declined": "yellow",
+    "waiting": "bold magenta",
+}
 
 
 def fold(text: str, limit: int = FOLD_AT) -> str:
     """``text`` on one line, cut at ``limit`` characters."""
     one = " ".join(text.split())
     return one if len(one) <= limit else one[: limit - 1] + "…"
+
+
+HOSTED_MCP_ITEMS = {
+    "mcp_list_tools": ("⇄ MCP ", "tools listed"),
+    "mcp_approval_request": ("⇄ MCP approval? ", "?"),
+    "mcp_approval_response": ("⇄ MCP ", "approval answered"),
+    "mcp_call": ("⇄ MCP ", "?"),
+}
+"""A hosted MCP server's items (the service calls it): each one line, its mark and the
+name shown when the item has none."""
 
 
 def call_status(status: str, elapsed_ms: float) -> str:
@@ -117,13 +132,16 @@ def render_item(
     all of it when ``expanded``. ``transcript_given_up``: the user's transcription is
     still pending but has waited longer than :data:`TRANSCRIPT_TIMEOUT_S` (the server
     may never send it)."""
-    if item.type == "function_call":
-        line = Text("ƒ ", style="bold yellow") + Text(item.name or "?", style="bold")
+    if item.type == "function_call" or item.type in HOSTED_MCP_ITEMS:
+        mark, default = ("ƒ ", "?") if item.type == "function_call" else HOSTED_MCP_ITEMS[item.type]
+        line = Text(mark, style="bold yellow") + Text(item.name or default, style="bold")
         line.append(f" {fold(item.arguments or '', FOLD_AT // 2)}", style="yellow")
         if call is not None:
             status, elapsed_ms = call
             style = CALL_STATUS_STYLE.get(status, "red" if status != "running" else "dim")
             line.append(f"  {call_status(status, elapsed_ms)}", style=style)
+        if item.type == "mcp_call" and item.output:
+            line.append(f"  → {fold(item.output, FOLD_AT // 2)}", style="yellow")
         return line
     if item.type == "function_call_output":
         output = item.output or ""
@@ -422,8 +440,12 @@ class TranscriptView(ScrollView, can_focus=True):
 def transcript_markdown(items: Iterable[ItemView]) -> str:
     out: list[str] = ["# voicecli transcript", ""]
     for item in items:
-        if item.type == "function_call":
+        if item.type == "function_call" or item.type == "mcp_call":
             out += [f"**function call** `{item.name}`", "", f"```json\n{item.arguments}\n```", ""]
+            if item.type == "mcp_call":
+                out += ["**MCP result**", "", f"```\n{item.output or ''}\n```", ""]
+        elif item.type in HOSTED_MCP_ITEMS:
+            continue
         elif item.type == "function_call_output":
             out += ["**function result**", "", f"```\n{item.output}\n```", ""]
         else:
