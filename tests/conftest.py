@@ -21,3 +21,14 @@ def require(component: str, available: bool, hint: str = "") -> None:
     if IN_CI:
         pytest.fail(f"CI=true and {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+DEVICES = "devices"
+"""The xdist group of every test that uses the shared PulseAudio devices or a terminal
+(marked ``audio`` or ``tmux``): they run one at a time, in one worker."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("audio") or item.get_closest_marker("tmux"):
+            item.add_marker(pytest.mark.xdist_group(DEVICES))

@@ -32,11 +32,11 @@ async def test_a_cancel_arriving_with_a_block_ends_the_mic(fake_sd: FakeSoundDev
             async for block in src.blocks():
                 got.append(int(block[0]))
 
-        src._deliver(np.full(480, 1, np.int16))  # audio flows
+        src._deliver(np.full(480, 1, np.int16), 0.0)  # audio flows
         task = asyncio.create_task(consume())
         await until(lambda: got == [1])
         await asyncio.sleep(0.01)  # the consumer waits for the next block
-        src._deliver(np.full(480, 2, np.int16))
+        src._deliver(np.full(480, 2, np.int16), 0.0)
         await asyncio.sleep(0)  # the block's wakeup runs: the wait is done ...
         task.cancel()  # ... and the cancel comes before the generator resumes
         done, _ = await asyncio.wait([task], timeout=1.0)
@@ -68,7 +68,7 @@ async def test_stop_ends_a_waiting_device_source(fake_sd: FakeSoundDevice) -> No
 async def test_stop_ends_a_queue_with_blocks_left(fake_sd: FakeSoundDevice) -> None:
     async with DeviceSource() as src:
         for k in range(5):
-            src._deliver(np.full(480, k, np.int16))
+            src._deliver(np.full(480, k, np.int16), 0.0)
         got: list[int] = []
         async for block in src.blocks():
             got.append(int(block[0]))
