@@ -149,7 +149,9 @@ def render_item(
         return Text("  ↳ ", style="bold yellow") + Text(shown, style="yellow")
     role = item.role or "?"
     head = Text(role, style=ROLE_STYLE.get(role, "bold"))
-    if item.status == "incomplete":
+    # cut off while generating (incomplete), or while playing (truncated to what was heard:
+    # the response had already finished, so its status stays completed)
+    if item.status == "incomplete" or (item.truncated_at_ms is not None and role == "assistant"):
         head.append("  (interrupted)", style="italic red")
     body = Text()
     if item.truncated_at_ms is not None and role == "assistant":
