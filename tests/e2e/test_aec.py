@@ -11,8 +11,6 @@ is what makes the difference.
 
 from __future__ import annotations
 
-import subprocess
-import time
 import wave
 from pathlib import Path
 
@@ -20,8 +18,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import require
-from tests.e2e.test_echo_guard import echo_path
-from tests.e2e.test_real_audio import events, speak, start_ask, wait_event
+from tests.e2e.test_echo_guard import converse, echo_path
+from tests.e2e.test_real_audio import speak, start_ask
 from voicecli.audio.aec import aec_available
 from voicecli.audio.wav import read_wav_24k_mono
 
@@ -60,25 +58,7 @@ def ask_over_loud_echo(
         echo_path(COUPLING),
         start_ask(tmp_path, f'echo_mode = "{echo_mode}"') as (proc, transcript, _out),
     ):
-        wait_event(transcript, "session.created")
-        time.sleep(1.0)  # an idle null sink delivers nothing to a new stream for a moment
-        subprocess.run(["paplay", "--device=mic_feed", str(question)], check=True, timeout=20)
-        if interrupt_after_s is not None:
-            wait_event(transcript, "response.output_audio.delta")
-            time.sleep(interrupt_after_s)
-            subprocess.run(["paplay", "--device=mic_feed", str(stop)], check=True, timeout=20)
-        try:
-            stdout, stderr = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            stdout, stderr = proc.communicate()
-            last = [f"{e['direction']} {e.get('type')}" for e in events(transcript)][-20:]
-            raise AssertionError(
-                f"ask did not finish within 60 s; its last events: {last}; stderr: {stderr}"
-            ) from None
-    assert proc.returncode == 0, stderr
-    sent = [e["type"] for e in events(transcript) if e["direction"] == "sent"]
-    return sent, stdout, stderr
+        return converse(proc, transcript, question, stop, interrupt_after_s)
 
 
 @pytest.fixture(autouse=True)

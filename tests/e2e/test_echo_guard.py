@@ -58,6 +58,36 @@ def echo_path(gain: float = ECHO_GAIN) -> Iterator[None]:
         subprocess.run(["pactl", "unload-module", module], check=False, timeout=10)
 
 
+
+def converse(
+    proc: subprocess.Popen[str],
+    transcript: Path,
+    question: Path,
+    interruption: Path,
+    interrupt_after_s: float | None,
+) -> tuple[list[str], str, str]:
+    """Speak ``question`` into the virtual mic of a running ``ask``; ``interruption``
+    too, ``interrupt_after_s`` into the reply (None: not at all). Returns the event types
+    ask sent, its stdout and its stderr, once it exited 0."""
+    wait_event(transcript, "session.created")
+    time.sleep(1.0)  # an idle null sink delivers nothing to a new stream for a moment
+    subprocess.run(["paplay", "--device=mic_feed", str(question)], check=True, timeout=20)
+    if interrupt_after_s is not None:
+        wait_event(transcript, "response.output_audio.delta")
+        time.sleep(interrupt_after_s)
+        subprocess.run(["paplay", "--device=mic_feed", str(interruption)], check=True, timeout=20)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        last = [f"{e['direction']} {e.get('type')}" for e in events(transcript)][-20:]
+        raise AssertionError(
+            f"ask did not finish within 60 s; its last events: {last}; stderr: {stderr}"
+        ) from None
+    assert proc.returncode == 0, stderr
+    return [e["type"] for e in events(transcript) if e["direction"] == "sent"], stdout, stderr
+
 def ask_over_echo(
     tmp_path: Path, audio_config: str, interrupt_after_s: float | None
 ) -> tuple[list[str], str]:
@@ -71,24 +101,7 @@ def ask_over_echo(
     )
     again = speak("Stop, stop, that is enough.", tmp_path / "q2.wav")
     with echo_path(), start_ask(tmp_path, audio_config) as (proc, transcript, _out):
-        wait_event(transcript, "session.created")
-        time.sleep(1.0)  # an idle null sink delivers nothing to a new stream for a moment
-        subprocess.run(["paplay", "--device=mic_feed", str(question)], check=True, timeout=20)
-        if interrupt_after_s is not None:
-            wait_event(transcript, "response.output_audio.delta")
-            time.sleep(interrupt_after_s)
-            subprocess.run(["paplay", "--device=mic_feed", str(again)], check=True, timeout=20)
-        try:
-            stdout, stderr = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            stdout, stderr = proc.communicate()
-            last = [f"{e['direction']} {e.get('type')}" for e in events(transcript)][-20:]
-            raise AssertionError(
-                f"ask did not finish within 60 s; its last events: {last}; stderr: {stderr}"
-            ) from None
-    assert proc.returncode == 0, stderr
-    sent = [e["type"] for e in events(transcript) if e["direction"] == "sent"]
+        sent, stdout, _ = converse(proc, transcript, question, again, interrupt_after_s)
     return sent, stdout
 
 
