@@ -50,9 +50,9 @@ def test_odd_byte_count_drops_only_the_last_byte() -> None:
 
 async def test_realtime_null_sink_plays_at_real_time_and_flush_stops_it() -> None:
     sink = NullSink(realtime=True)
+    t0 = time.monotonic()  # before the write: the sink's clock starts there
     sink.write(tone(300, 1.0, dbfs=-6.0), "a", 0)
     assert sink.is_playing
-    t0 = time.monotonic()
     await asyncio.sleep(0.2)
     level = sink.level_dbfs
     assert level is not None and -12 < level < -6  # a -6 dBFS peak sine is -9 dB RMS
