@@ -61,7 +61,7 @@ async def test_stop_ends_a_waiting_device_source(fake_sd: FakeSoundDevice) -> No
         src.stop()  # no cancel: the loop ends by itself
         await asyncio.wait([task], timeout=1.0)
         assert task.done() and not task.cancelled() and task.exception() is None
-        assert time.monotonic() - t0 < 0.2
+        assert time.monotonic() - t0 < 0.5  # the stall timeout is 30 s
     assert stream.closed
 
 

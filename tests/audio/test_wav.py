@@ -266,7 +266,7 @@ def test_a_recorder_on_the_writer_thread_never_waits_for_the_disk(
     for k in range(10):
         rec.add_mic(np.full(480, k, np.int16))
     rec.close()
-    assert time.monotonic() - t0 < 0.05  # 10 slow writes: none waited for here
+    assert time.monotonic() - t0 < 0.25  # 10 slow writes (0.5 s inline): none waited for here
     disk.close()
     frames, _ = read_wav(path)
     assert frames.shape == (4800, 2) and frames[-1, 0] == 9
