@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+from voicecli.config import VOICES
+
 TD_TYPES = ("none", "server_vad", "semantic_vad")
 EAGERNESS = ("auto", "low", "medium", "high")
 NOISE = ("off", "near_field", "far_field")
