@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from voicecli.engine.notifications import ConnectionChanged, StatusChanged
-from voicecli.engine.status import ConnectionState, EngineStatus
+from voicecli.engine.status import LEVEL_STEPS, ConnectionState, EngineStatus
 from voicecli.protocol.notifications import Notification
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class StatusBus:
         self.status = status
         self._subscribers: list[Subscriber] = []
         self._last_publish = 0.0
+        self._published_level = status.mic_level
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Receive every notification; returns the function that unsubscribes."""
@@ -58,15 +59,25 @@ class StatusBus:
         if new == self.status:
             return
         self.status = new
-        self._last_publish = time.monotonic()
-        self.publish(StatusChanged(new))
+        self._publish_status()
 
     def set_level(self, level: float) -> None:
-        """The mic level: kept at once, published at most every LEVEL_INTERVAL_S."""
-        if time.monotonic() - self._last_publish < LEVEL_INTERVAL_S:
+        """The mic level, in steps of ``1 / LEVEL_STEPS``: kept at once, published at
+        most every LEVEL_INTERVAL_S. Called on every mic block, so a level that holds
+        costs a comparison; a change kept between publications goes out with the next
+        call (the next block) once the interval has passed."""
+        level = round(level * LEVEL_STEPS) / LEVEL_STEPS
+        if level != self.status.mic_level:
             self.status = replace(self.status, mic_level=level)
+        if level == self._published_level:
             return
-        self.set(mic_level=level)
+        if time.monotonic() - self._last_publish >= LEVEL_INTERVAL_S:
+            self._publish_status()
+
+    def _publish_status(self) -> None:
+        self._last_publish = time.monotonic()
+        self._published_level = self.status.mic_level
+        self.publish(StatusChanged(self.status))
 
     def set_connection(self, state: ConnectionState, detail: str) -> None:
         self.set(connection=state)

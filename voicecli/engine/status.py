@@ -23,6 +23,11 @@ def next_turn_mode(mode: TurnMode) -> TurnMode:
     return TURN_MODES[(TURN_MODES.index(mode) + 1) % len(TURN_MODES)]
 
 
+LEVEL_STEPS = 64
+"""The mic level's resolution: 64 steps (about 1 dB) are all a meter of 8 cells of
+eighths can show, so a change below one step is neither kept nor published."""
+
+
 @dataclass(frozen=True, slots=True)
 class EngineStatus:
     """An immutable snapshot of everything a status bar shows.
@@ -36,7 +41,8 @@ class EngineStatus:
     turn_mode: TurnMode = "local-vad"
     mic: MicState = "off"
     mic_level: float = 0.0
-    """Recent microphone level, 0..1 (dBFS mapped linearly from -60..0)."""
+    """Recent microphone level, 0..1 (dBFS mapped linearly from -60..0), in steps of
+    ``1 / LEVEL_STEPS``."""
     vad: VadState = "silence"
     response: ResponseState = "idle"
     response_error: str | None = None
