@@ -65,10 +65,15 @@ class OutputStream(_Stream):
         return out[:, 0].copy()
 
 
-class InputStream(_Stream):
+class RawInputStream(_Stream):
+    """As PortAudio hands a raw mono int16 stream's callback: a buffer of bytes."""
+
     def push(self, block: np.ndarray, overflow: bool = False) -> None:
         self.callback(
-            block.reshape(-1, 1), len(block), TimeInfo(0.0), Status(input_overflow=overflow)
+            memoryview(block.astype(np.int16).tobytes()),
+            len(block),
+            TimeInfo(0.0),
+            Status(input_overflow=overflow),
         )
 
     def finish(self) -> None:
@@ -77,19 +82,19 @@ class InputStream(_Stream):
 
 
 class FakeSoundDevice:
-    """Module-like: ``OutputStream``, ``InputStream``, ``PortAudioError``."""
+    """Module-like: ``OutputStream``, ``RawInputStream``, ``PortAudioError``."""
 
     streams: list[_Stream] = []
     PortAudioError = PortAudioError
     CallbackAbort = CallbackAbort
     OutputStream = OutputStream
-    InputStream = InputStream
+    RawInputStream = RawInputStream
 
     def __init__(self) -> None:
         FakeSoundDevice.streams = []
 
 
-def stream_of(fake: FakeSoundDevice) -> InputStream:
+def stream_of(fake: FakeSoundDevice) -> RawInputStream:
     stream = fake.streams[-1]
-    assert isinstance(stream, InputStream)
+    assert isinstance(stream, RawInputStream)
     return stream

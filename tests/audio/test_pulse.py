@@ -219,6 +219,44 @@ async def test_device_source_captures_what_the_mic_hears(
     assert overflows == 0
 
 
+def _recording_streams(source: str) -> int:
+    """How many clients record from ``source`` (pactl's source outputs on it)."""
+    out = subprocess.run(
+        ["pactl", "list", "short", "source-outputs"],
+        capture_output=True, text=True, check=True, timeout=10,
+    ).stdout  # fmt: skip
+    index = subprocess.run(
+        ["pactl", "list", "short", "sources"], capture_output=True, text=True, timeout=10
+    ).stdout
+    ids = [line.split()[0] for line in index.splitlines() if line.split()[1] == source]
+    return sum(1 for line in out.splitlines() if ids and line.split()[1] == ids[0])
+
+
+async def test_a_paused_microphone_is_released_and_resumes_capturing(
+    pulse: Devices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # muting pauses the source: the sound server no longer has our record stream (the
+    # desktop's mic-in-use indicator goes off), and the same blocks() goes on afterwards
+    mic = f"{pulse.mic}.monitor"
+    monkeypatch.setenv("PULSE_SOURCE", mic)
+    keepers = _recording_streams(mic)  # the fixture's own recorder
+    async with DeviceSource(None) as src:
+        await src.wait_started(5)
+        blocks = src.blocks()
+        await asyncio.wait_for(anext(blocks), 5)
+        assert _recording_streams(mic) == keepers + 1
+        await asyncio.wait_for(src.pause(), 5)
+        await asyncio.sleep(0.5)
+        assert _recording_streams(mic) == keepers
+        await asyncio.wait_for(src.resume(), 5)
+        before = src.callbacks
+        for _ in range(10):  # 200 ms of audio from the reopened stream
+            await asyncio.wait_for(anext(blocks), 5)
+        assert src.callbacks > before
+        assert _recording_streams(mic) == keepers + 1
+    assert _recording_streams(mic) == keepers
+
+
 async def test_sound_server_dying_ends_the_streams_cleanly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -175,7 +175,7 @@ async def test_device_source_open_failure_is_an_oserror(
     def refuse(**kwargs: object) -> None:
         raise fake_sd.PortAudioError("Device unavailable")
 
-    monkeypatch.setattr(fake_sd, "InputStream", refuse)
+    monkeypatch.setattr(fake_sd, "RawInputStream", refuse)
     with pytest.raises(OSError, match="cannot open the microphone: Device unavailable"):
         async with DeviceSource():
             pass
@@ -214,3 +214,58 @@ async def test_device_source_close_aborts_a_callback_that_no_longer_runs(
         t0 = time.monotonic()
     assert stream.closed and not stream.started
     assert 0.4 < time.monotonic() - t0 < 2.0
+
+
+async def test_device_source_pause_releases_the_device_and_resume_takes_it_back(
+    fake_sd: FakeSoundDevice,
+) -> None:
+    # muted: the stream is closed (not a silent open one); the consumer waits through a
+    # pause much longer than the stall timeout without calling the device lost
+    async with DeviceSource(stall_timeout_s=0.1, start_timeout_s=0.1) as src:
+        first = stream_of(fake_sd)
+        got: list[int] = []
+
+        async def consume() -> None:
+            async for block in src.blocks():
+                got.append(int(block[0]))
+
+        consumer = asyncio.create_task(consume())
+        first.push(np.full(480, 1, np.int16))
+        await asyncio.sleep(0.02)
+        pausing = asyncio.create_task(src.pause())
+        await asyncio.sleep(0.02)
+        with pytest.raises(fake_sd.CallbackAbort):  # the callback ends its own stream
+            first.push(np.full(480, 2, np.int16))
+        await asyncio.wait_for(pausing, 2.0)  # its finished callback is late: aborted
+        assert src.paused and first.closed
+        await asyncio.sleep(0.4)  # four stall timeouts
+        assert not consumer.done()
+        await src.resume()
+        second = stream_of(fake_sd)
+        assert second is not first and second.started and not src.paused
+        first.finish()  # the old stream's late finished callback: not this device lost
+        second.push(np.full(480, 3, np.int16))
+        await asyncio.sleep(0.02)
+        src.stop()
+        await asyncio.wait_for(consumer, 1.0)
+    assert got == [1, 3]
+    assert second.closed
+
+
+async def test_device_source_that_cannot_reopen_after_a_pause_is_lost(
+    fake_sd: FakeSoundDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with DeviceSource() as src:
+        stream_of(fake_sd).push(np.zeros(480, np.int16))
+        blocks = src.blocks()
+        await anext(blocks)
+        await asyncio.wait_for(src.pause(), 2.0)  # nobody calls back: closed after a wait
+
+        def refuse(**kwargs: object) -> None:
+            raise fake_sd.PortAudioError("device unavailable")
+
+        monkeypatch.setattr(fake_sd, "RawInputStream", refuse)
+        with pytest.raises(AudioDeviceError, match="cannot open the microphone"):
+            await src.resume()
+        with pytest.raises(AudioDeviceLost, match="device lost"):
+            await anext(blocks)

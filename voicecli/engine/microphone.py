@@ -7,6 +7,10 @@ the outbox is over its backlog (a microphone cannot wait: the outbox drops its o
 audio instead) and for the tools to be declared. The loop ends by :meth:`stop` (the
 source's explicit stop), by the source's end (a file: the turn is committed) or by the
 device failing (a notice; the conversation goes on in text mode).
+
+Muting releases a device microphone (:class:`~voicecli.audio.sources.PausableSource`):
+its stream closes until the unmute, so nothing runs per block and the system's
+mic-in-use indicator goes off.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from voicecli.audio.devices import AudioDeviceLost, PortAudioMissing
-from voicecli.audio.sources import AudioSource
+from voicecli.audio.devices import AudioDeviceError, AudioDeviceLost, PortAudioMissing
+from voicecli.audio.sources import AudioSource, PausableSource
 from voicecli.engine.bus import StatusBus
 from voicecli.engine.mic import MicPipeline
 from voicecli.engine.notifications import Notice
@@ -62,6 +66,8 @@ class Microphone:
         self._commit = commit
         self.outbox_drained = asyncio.Event()
         """Set by the engine when the outbox has room again (a file source waits on it)."""
+        self._mute_changed = asyncio.Event()
+        self._released = False  # what the mute follower was last asked for
 
     def stop(self) -> None:
         """End the loop at its next step (the source's explicit stop)."""
@@ -76,21 +82,32 @@ class Microphone:
         if not self._live:
             await tools_ready.wait()  # a file can wait for the tools; a mic cannot
         bus = self._bus
+        left = asyncio.Event()
+        follower: asyncio.Task[None] | None = None
         try:
             async with self.source as source:
-                bus.set(mic="live")
-                self.refresh()
-                async for block in source.blocks():
-                    if closing.is_set():
-                        return
-                    if not self._live and self._outbox.over_backlog:
-                        # a file can wait for the socket; a microphone cannot
-                        self.outbox_drained.clear()
-                        await self.outbox_drained.wait()
-                    self._on_block(block)
-                    overflows = int(getattr(source, "overflows", 0))
-                    if overflows != bus.status.overflows:
-                        bus.set(overflows=overflows)
+                if isinstance(source, PausableSource):
+                    follower = asyncio.create_task(
+                        self._follow_mute(source, left), name="voicecli-mic-mute"
+                    )
+                try:
+                    bus.set(mic="live")
+                    self.refresh()
+                    async for block in source.blocks():
+                        if closing.is_set():
+                            return
+                        if not self._live and self._outbox.over_backlog:
+                            # a file can wait for the socket; a microphone cannot
+                            self.outbox_drained.clear()
+                            await self.outbox_drained.wait()
+                        self._on_block(block)
+                        overflows = int(getattr(source, "overflows", 0))
+                        if overflows != bus.status.overflows:
+                            bus.set(overflows=overflows)
+                finally:
+                    # a pause or resume under way ends before the stream closes for good
+                    left.set()
+                    await reap([follower], grace=5.0)
         except AudioDeviceLost as exc:
             self._lost(exc)
             return
@@ -111,6 +128,9 @@ class Microphone:
         if self.source is None or self._bus.status.mic in ("unavailable", "off"):
             return
         turns = self._pipeline.turns
+        if turns.muted != self._released:
+            self._released = turns.muted
+            self._mute_changed.set()
         if turns.muted:
             mic = "muted"
         elif turns.in_turn or not turns.client_decides:
@@ -119,6 +139,18 @@ class Microphone:
             mic = "live"
         if mic != self._bus.status.mic:
             self._bus.set(mic=mic)
+
+    async def _follow_mute(self, source: PausableSource, left: asyncio.Event) -> None:
+        """Release the device while muted, take it back on unmute, until ``left``."""
+        while not left.is_set():
+            self._mute_changed.clear()
+            if self._released != source.paused:
+                try:
+                    await (source.pause() if self._released else source.resume())
+                except AudioDeviceError:
+                    return  # blocks() reports the microphone lost
+                continue
+            await _first_of(self._mute_changed, left)
 
     def _lost(self, exc: AudioDeviceLost) -> None:
         """The microphone went away mid-conversation: drop the half-said turn (it would
