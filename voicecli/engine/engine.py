@@ -628,7 +628,8 @@ class Engine:
                 self._send(self._ev.clear())
             elif isinstance(action, BargeIn):
                 self._barge_in(server_cancels=False)
-        self._outbox_ready.set()
+        if actions:  # called for every mic block: a silent one must not wake the sender
+            self._outbox_ready.set()
 
     def _fail(self, message: str) -> None:
         if self._fatal:
