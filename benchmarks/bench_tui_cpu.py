@@ -12,10 +12,11 @@ drives it with keys, and for each state reads the app process's CPU time from
     streaming speech (server VAD)    espeak-ng speech played into the virtual mic
     muted, idle                      the mic muted
 
-Run: ``python benchmarks/bench_tui_cpu.py [--seconds 30]``. Needs tmux, pulseaudio,
-paplay and espeak-ng (scripts/_setup.sh installs them). The machine's load average is
-printed with each window: other processes slow this one down, so compare runs made
-under similar load.
+Run: ``python benchmarks/bench_tui_cpu.py [--seconds 30] [--echo-mode guard]`` (the
+default ``auto`` runs the echo canceller when the ``aec`` extra is installed). Needs
+tmux, pulseaudio, paplay and espeak-ng (scripts/_setup.sh installs them). The machine's
+load average is printed with each window: other processes slow this one down, so
+compare runs made under similar load.
 """
 
 from __future__ import annotations
@@ -66,23 +67,48 @@ def keys(*names: str, literal: bool = False) -> None:
     time.sleep(0.3)
 
 
+def _ticks(stat: Path) -> int:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return _ticks(Path(f"/proc/{pid}/stat")) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_ticks(pid: int) -> dict[str, int]:
+    """CPU ticks per kind of thread: the interpreter's main thread (UI, engine, the
+    canceller), PulseAudio's client threads, and the rest (PortAudio's callbacks,
+    the disk writer, thread pools)."""
+    out = {"main": 0, "pulse": 0, "other": 0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            ticks, name = _ticks(task / "stat"), (task / "comm").read_text().strip()
+        except OSError:
+            continue  # the thread ended
+        kind = "main" if task.name == str(pid) else "pulse" if name == "threaded-ml" else "other"
+        out[kind] += ticks
+    return out
 
 
 def loadavg() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
 
 
-def measure(pid: int, seconds: float) -> tuple[float, str, str]:
-    """CPU % of one core over ``seconds``, with the load average before and after."""
+def measure(pid: int, seconds: float) -> tuple[float, str, str, str]:
+    """CPU % of one core over ``seconds``, the load average before and after, and the
+    split by thread kind (threads that end meanwhile are not counted there)."""
     load_before = loadavg()
-    start_cpu, start = cpu_seconds(pid), time.monotonic()
+    start_cpu, start, start_threads = cpu_seconds(pid), time.monotonic(), thread_ticks(pid)
     time.sleep(seconds)
     used, wall = cpu_seconds(pid) - start_cpu, time.monotonic() - start
-    return 100 * used / wall, load_before, loadavg()
+    end_threads = thread_ticks(pid)
+    hz = os.sysconf("SC_CLK_TCK")
+    split = " ".join(
+        f"{kind} {100 * (end_threads[kind] - start_threads[kind]) / hz / wall:.1f}"
+        for kind in end_threads
+    )
+    return 100 * used / wall, load_before, loadavg(), split
 
 
 def free_port() -> int:
@@ -106,6 +132,9 @@ def app_pid(shell_pid: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="window per state")
+    parser.add_argument(
+        "--echo-mode", default="auto", help="audio.echo_mode (auto, aec, guard, off, ...)"
+    )
     args = parser.parse_args()
     for tool in ("tmux", "pulseaudio", "paplay", "espeak-ng"):
         if shutil.which(tool) is None:
@@ -126,7 +155,9 @@ def main() -> None:
     speech = work / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(speech), SPEECH], check=True)
     config = work / "config.toml"
-    config.write_text(f'[storage]\ndata_dir = "{work / "data"}"\n')
+    config.write_text(
+        f'[storage]\ndata_dir = "{work / "data"}"\n\n[audio]\necho_mode = "{args.echo_mode}"\n'
+    )
     command = (
         f"{sys.executable} -m voicecli --config {config} "
         f"--url ws://127.0.0.1:{port}/v1/realtime --turn-mode local-vad"
@@ -140,7 +171,7 @@ def main() -> None:
         pid = shell if "voicecli" in Path(f"/proc/{shell}/cmdline").read_text() else app_pid(shell)
         until(lambda: "● connected" in screen(), "the connection")
         time.sleep(3)  # start-up settles (session.update, first status)
-        results: list[tuple[str, tuple[float, str, str]]] = []
+        results: list[tuple[str, tuple[float, str, str, str]]] = []
 
         def window(name: str) -> None:
             results.append((name, measure(pid, args.seconds)))
@@ -180,9 +211,12 @@ def main() -> None:
 
         keys("q")
         print()
-        print(f"{'state':34s} {'CPU %':>7s}  load avg before → after ({os.cpu_count()} CPUs)")
-        for name, (percent, before, after) in results:
-            print(f"{name:34s} {percent:7.2f}  {before} → {after}")
+        print(
+            f"{'state':34s} {'CPU %':>7s}  by thread (main, pulse, other)  "
+            f"load avg before → after ({os.cpu_count()} CPUs)"
+        )
+        for name, (percent, before, after, split) in results:
+            print(f"{name:34s} {percent:7.2f}  {split:30s} {before} → {after}")
     finally:
         subprocess.run(["tmux", "-L", TMUX_SOCKET, "kill-server"], capture_output=True)
         server.terminate()
