@@ -222,7 +222,9 @@ def tui_run(
             until(lambda: "You said" in screen(target), "the reply")
             until(lambda: "response idle" in screen(target), "the reply to end", timeout=30)
             time.sleep(0.5)
-            underruns = underruns_on(screen(target))
+            shown = screen(target)
+            (work / f"tui{n}.screen").write_text(shown)
+            underruns = underruns_on(shown)
             if idle_cpu > 0:
                 pid = app_pid(target)
                 tmux("send-keys", "-t", target, "m")
@@ -285,6 +287,8 @@ def main() -> None:
     parser.add_argument("--ask-runs", type=int, default=5, help="fresh `ask --play` runs")
     parser.add_argument("--idle-cpu", type=float, default=0.0,
                         help="seconds of CPU measured muted and idle after the last TUI reply")  # fmt: skip
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the recordings (tui<N>.raw) and screens in the work directory")  # fmt: skip
     parser.add_argument("--latency", type=float, default=None, help="audio.output_latency")
     args = parser.parse_args()
     for tool in ("tmux", "pulseaudio", "parec", "espeak-ng"):
@@ -338,7 +342,10 @@ def main() -> None:
         subprocess.run(
             [str(REPO / "scripts/virtual-audio-stop"), str(audio_dir)], capture_output=True
         )
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"recordings kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
