@@ -119,6 +119,7 @@ def fake_sd(monkeypatch: pytest.MonkeyPatch) -> FakeSoundDevice:
     monkeypatch.setattr(sinks, "sounddevice_module", lambda: fake)
     monkeypatch.setattr(sinks, "find_device", lambda spec, kind: None)
     monkeypatch.setattr(sinks, "choose_rate", lambda device, kind: RATE)
+    monkeypatch.setattr(sinks, "START_SILENCE_BLOCKS", 0)  # see the test of it below
     return fake
 
 
@@ -456,4 +457,25 @@ async def test_the_far_end_reads_silence_while_the_stream_is_stopped(
     position = sink.tap.position_at(5.0)  # seconds after the stop
     assert position is not None
     assert sink.tap.read_into(round(position), far) == 0 and not far.any()
+    await sink.close()
+
+
+async def test_every_start_plays_silence_first(
+    fake_sd: FakeSoundDevice, quick_idle: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first block after a start loses its beginning on PulseAudio (measured):
+    the audio waits for START_SILENCE_BLOCKS of silence, after a restart too."""
+    monkeypatch.setattr(sinks, "START_SILENCE_BLOCKS", 2)
+    sink, stream = device_sink(fake_sd, prebuffer_ms=0, idle_stop_s=0.05)
+    for _ in range(2):  # the first start, then a restart after an idle stop
+        sink.write(np.full(960, 3000, np.int16), "a")
+        await wait_until(lambda: stream.started)
+        assert not stream.pull(240, now=0.0).any()
+        assert not stream.pull(240, now=0.01).any()
+        assert stream.pull(240, now=0.02)[-1] == 3000
+        for k in range(3, 6):
+            stream.pull(240, now=0.01 * k)
+        stream.time = 1.0
+        await wait_until(lambda: not stream.started)
+    assert sink.restarts == 1
     await sink.close()
