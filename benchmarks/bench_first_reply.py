@@ -49,6 +49,8 @@ from voicecli.server.synth import tone_voice  # noqa: E402
 TMUX_SOCKET = f"voicecli-first-{os.getpid()}"
 SIZE = (200, 50)  # wide: the status bar shows "speaker underruns N" in full
 MESSAGE = "the keeper of the lighthouse climbed the stairs every evening to wind the clock"
+SECOND = "ships passed in the dark while gulls slept on the rocks below the old tower"
+"""The second reply (``--second``): other words, so another tone pattern."""
 QUESTION = "What time does the lighthouse keeper wind the clockwork every evening?"
 QUIET = 4  # |sample| at or below this counts as silence
 MIN_GAP = 72  # samples (3 ms): a shorter quiet run is a zero crossing, not a gap
@@ -139,9 +141,9 @@ def analyse(recorded: np.ndarray[Any, Any], sent: np.ndarray[Any, Any]) -> Heard
         seg = np.concatenate([seg, np.zeros(len(ref) - len(seg))])
     correlation = float(np.corrcoef(seg, ref)[0, 1])
     r0, r1 = _span(sent)
-    s0, s1 = _span(recorded[max(0, lag - len(ref) // 4) :])
-    s0 += max(0, lag - len(ref) // 4)
-    s1 += max(0, lag - len(ref) // 4)
+    lo = max(0, lag - len(ref) // 4)
+    s0, s1 = _span(recorded[lo : lag + len(ref) + len(ref) // 4])
+    s0, s1 = s0 + lo, s1 + lo
     ref_runs, ref_quiet = _quiet_runs(sent[r0:r1])
     rec_runs, rec_quiet = _quiet_runs(recorded[s0:s1])
     return Heard(
@@ -162,11 +164,19 @@ class Recorder:
         self.path = path
         self._file = path.open("wb")
         self._proc = subprocess.Popen(
-            ["parec", "-d", "speaker.monitor", "--raw", "--rate=24000", "--channels=1",
-             "--format=s16le", "--latency-msec=10"],
+            [
+                "parec",
+                "-d",
+                "speaker.monitor",
+                "--raw",
+                "--rate=24000",
+                "--channels=1",
+                "--format=s16le",
+                "--latency-msec=10",
+            ],
             stdout=self._file,
             env=env,
-        )  # fmt: skip
+        )
         time.sleep(0.3)
 
     def stop(self) -> np.ndarray[Any, np.dtype[np.int16]]:
@@ -179,8 +189,12 @@ class Recorder:
 
 
 def session_alive(target: str) -> bool:
-    return subprocess.run(["tmux", "-L", TMUX_SOCKET, "has-session", "-t", target],
-                          capture_output=True).returncode == 0  # fmt: skip
+    return (
+        subprocess.run(
+            ["tmux", "-L", TMUX_SOCKET, "has-session", "-t", target], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def app_pid(target: str) -> int | None:
@@ -202,29 +216,61 @@ def underruns_on(text: str) -> int:
     return 0
 
 
+Result = tuple[Heard, int, str]  # what was heard, the app's underrun count, load average
+
+
+def say(target: str, text: str) -> None:
+    tmux("send-keys", "-t", target, "t")
+    time.sleep(0.2)
+    tmux("send-keys", "-t", target, "-l", text)
+    tmux("send-keys", "-t", target, "Enter")
+
+
 def tui_run(
-    n: int, work: Path, env: dict[str, str], command: str, idle_cpu: float
-) -> tuple[Heard, int, str]:
+    n: int,
+    work: Path,
+    env: dict[str, str],
+    command: str,
+    idle_cpu: float,
+    cwd: Path = REPO,
+    second: float | None = None,
+) -> tuple[Result, Result | None]:
     target = f"run{n}"
     load = loadavg()
     rec = Recorder(work / f"tui{n}.raw", env)
     tmux(
-        "new-session", "-d", "-s", target, "-x", str(SIZE[0]), "-y", str(SIZE[1]),
-        "-e", f"PULSE_SERVER={env['PULSE_SERVER']}", command,
-    )  # fmt: skip
-    underruns = -1
+        "new-session",
+        "-d",
+        "-s",
+        target,
+        "-x",
+        str(SIZE[0]),
+        "-y",
+        str(SIZE[1]),
+        "-c",
+        str(cwd),
+        "-e",
+        f"PULSE_SERVER={env['PULSE_SERVER']}",
+        command,
+    )
+    underruns = later = -1
+    load2 = ""
     try:
         if until(lambda: "● connected" in screen(target), "the connection"):
-            tmux("send-keys", "-t", target, "t")
-            time.sleep(0.2)
-            tmux("send-keys", "-t", target, "-l", MESSAGE)
-            tmux("send-keys", "-t", target, "Enter")
+            say(target, MESSAGE)
             until(lambda: "You said" in screen(target), "the reply")
             until(lambda: "response idle" in screen(target), "the reply to end", timeout=30)
             time.sleep(0.5)
             shown = screen(target)
             (work / f"tui{n}.screen").write_text(shown)
             underruns = underruns_on(shown)
+            if second is not None:
+                time.sleep(second)
+                load2 = loadavg()
+                say(target, SECOND)
+                time.sleep(len(tone_voice(f"You said: {SECOND}")) / 24_000 + 2.0)
+                until(lambda: "response idle" in screen(target), "the reply to end", timeout=30)
+                later = underruns_on(screen(target)) - underruns
             if idle_cpu > 0:
                 pid = app_pid(target)
                 tmux("send-keys", "-t", target, "m")
@@ -232,27 +278,39 @@ def tui_run(
                 if pid is not None:
                     before, t0, load0 = cpu_seconds(pid), time.monotonic(), loadavg()
                     time.sleep(idle_cpu)
-                    used = cpu_seconds(pid) - before
+                    percent = 100 * (cpu_seconds(pid) - before) / (time.monotonic() - t0)
                     print(
-                        f"  muted and idle after the reply: {100 * used / (time.monotonic() - t0):.2f} %"
+                        f"  muted and idle after the reply: {percent:.2f} %"
                         f" of a core over {idle_cpu:g} s (load {load0} -> {loadavg()})",
                         flush=True,
                     )
         tmux("send-keys", "-t", target, "q")
         until(lambda: not session_alive(target), "the quit", 10)
     finally:
-        subprocess.run(["tmux", "-L", TMUX_SOCKET, "kill-session", "-t", target], capture_output=True)
+        subprocess.run(
+            ["tmux", "-L", TMUX_SOCKET, "kill-session", "-t", target], capture_output=True
+        )
         recorded = rec.stop()
-    return analyse(recorded, tone_voice(f"You said: {MESSAGE}")), underruns, load
+    first = analyse(recorded, tone_voice(f"You said: {MESSAGE}")), underruns, load
+    if second is None:
+        return first, None
+    return first, (analyse(recorded, tone_voice(f"You said: {SECOND}")), later, load2)
 
 
-def ask_run(n: int, work: Path, env: dict[str, str], base: list[str], question: Path) -> tuple[Heard, int, str]:
+def ask_run(
+    n: int, work: Path, env: dict[str, str], base: list[str], question: Path
+) -> tuple[Heard, int, str]:
     load = loadavg()
     rec = Recorder(work / f"ask{n}.raw", env)
     out = work / f"reply{n}.wav"
     try:
-        subprocess.run([*base, "ask", "--play", "--out", str(out), str(question)],
-                       env=env, check=True, capture_output=True, timeout=60)  # fmt: skip
+        subprocess.run(
+            [*base, "ask", "--play", "--out", str(out), str(question)],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     finally:
         recorded = rec.stop()
     return analyse(recorded, read_wav(out)), -1, load
@@ -260,35 +318,62 @@ def ask_run(n: int, work: Path, env: dict[str, str], base: list[str], question: 
 
 def report(name: str, rows: list[tuple[Heard, int, str]]) -> None:
     print(f"\n{name}: {len(rows)} first replies")
-    print(f"{'run':>4s} {'underruns':>9s} {'corr':>8s} {'gaps+':>6s} {'silence+ms':>10s} "
-          f"{'length+ms':>9s} {'load':>5s}")  # fmt: skip
+    print(
+        f"{'run':>4s} {'underruns':>9s} {'corr':>8s} {'gaps+':>6s} {'silence+ms':>10s} "
+        f"{'length+ms':>9s} {'load':>5s}"
+    )
     for i, (h, u, load) in enumerate(rows):
         if not h.found:
             print(f"{i:4d} {'-' if u < 0 else u:>9} {'no reply recorded':>27s} {load:>16s}")
             continue
-        print(f"{i:4d} {'-' if u < 0 else u:>9} {h.correlation:8.5f} {h.extra_gaps:6d} "
-              f"{h.extra_silence_ms:10.1f} {h.length_change_ms:9.1f} {load:>5s}")  # fmt: skip
+        print(
+            f"{i:4d} {'-' if u < 0 else u:>9} {h.correlation:8.5f} {h.extra_gaps:6d} "
+            f"{h.extra_silence_ms:10.1f} {h.length_change_ms:9.1f} {load:>5s}"
+        )
     found = [h for h, _, _ in rows if h.found]
     if not found:
         return
     corrs = [h.correlation for h in found]
-    clean = sum(1 for h, u, _ in rows if h.found and h.correlation >= 0.999 and u <= 0
-                and h.extra_gaps <= 0 and abs(h.length_change_ms) < 6)  # fmt: skip
-    print(f"  correlation: min {min(corrs):.5f}, median {statistics.median(corrs):.5f}; "
-          f"below 0.999: {sum(c < 0.999 for c in corrs)}; "
-          f"app underruns > 0: {sum(u > 0 for _, u, _ in rows)}; "
-          f"extra gaps heard > 0: {sum(h.extra_gaps > 0 for h in found)}; "
-          f"clean: {clean}/{len(rows)}")  # fmt: skip
+    clean = sum(
+        1
+        for h, u, _ in rows
+        if h.found
+        and h.correlation >= 0.999
+        and u <= 0
+        and h.extra_gaps <= 0
+        and abs(h.length_change_ms) < 6
+    )
+    print(
+        f"  correlation: min {min(corrs):.5f}, median {statistics.median(corrs):.5f}; "
+        f"below 0.999: {sum(c < 0.999 for c in corrs)}; "
+        f"app underruns > 0: {sum(u > 0 for _, u, _ in rows)}; "
+        f"extra gaps heard > 0: {sum(h.extra_gaps > 0 for h in found)}; "
+        f"clean: {clean}/{len(rows)}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="fresh TUI starts")
     parser.add_argument("--ask-runs", type=int, default=5, help="fresh `ask --play` runs")
-    parser.add_argument("--idle-cpu", type=float, default=0.0,
-                        help="seconds of CPU measured muted and idle after the last TUI reply")  # fmt: skip
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the recordings (tui<N>.raw) and screens in the work directory")  # fmt: skip
+    parser.add_argument(
+        "--idle-cpu",
+        type=float,
+        default=0.0,
+        help="seconds of CPU measured muted and idle after the last TUI reply",
+    )
+    parser.add_argument(
+        "--checkouts",
+        nargs="+",
+        type=Path,
+        default=[REPO],
+        help="TUI runs alternate between these source trees (same load)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the recordings (tui<N>.raw) and screens in the work directory",
+    )
     parser.add_argument("--latency", type=float, default=None, help="audio.output_latency")
     args = parser.parse_args()
     for tool in ("tmux", "pulseaudio", "parec", "espeak-ng"):
@@ -303,35 +388,64 @@ def main() -> None:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "voicecli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     config = work / "config.toml"
     text = f'[storage]\ndata_dir = "{work / "data"}"\n'
     if args.latency is not None:
         text += f"[audio]\noutput_latency = {args.latency}\n"
     config.write_text(text)
-    base = [sys.executable, "-m", "voicecli", "--config", str(config),
-            "--url", f"ws://127.0.0.1:{port}/v1/realtime"]  # fmt: skip
+    base = [
+        sys.executable,
+        "-m",
+        "voicecli",
+        "--config",
+        str(config),
+        "--url",
+        f"ws://127.0.0.1:{port}/v1/realtime",
+    ]
     command = " ".join([*base, "--turn-mode", "local-vad"])
     question = work / "question.wav"
     subprocess.run(["espeak-ng", "-w", str(question), QUESTION], check=True)
     print(f"load average at start: {loadavg()} ({os.cpu_count()} CPUs)", flush=True)
     try:
         time.sleep(1)  # the server listens
-        tui = []
+        tuis: dict[Path, list[Result]] = {c: [] for c in args.checkouts}
+        seconds: dict[Path, list[Result]] = {c: [] for c in args.checkouts}
+        done = 0
         for n in range(args.runs):
-            tui.append(tui_run(n, work, env, command, args.idle_cpu if n == args.runs - 1 else 0))
-            h, u, load = tui[-1]
-            print(f"tui {n}: underruns {u}, correlation {h.correlation:.5f}, gaps+ {h.extra_gaps}"
-                  f", length+ {h.length_change_ms:.1f} ms (load {load})", flush=True)  # fmt: skip
+            for c, tui in tuis.items():
+                idle = args.idle_cpu if n == args.runs - 1 else 0
+                first, later = tui_run(done, work, env, command, idle, c.resolve(), args.second)
+                tui.append(first)
+                done += 1
+                for name, result in [("first", first), ("second", later)]:
+                    if result is not None:
+                        h, u, load = result
+                        print(
+                            f"tui {n} {c} {name}: underruns {u}, correlation "
+                            f"{h.correlation:.5f}, gaps+ {h.extra_gaps}, "
+                            f"length+ {h.length_change_ms:.1f} ms (load {load})",
+                            flush=True,
+                        )
+                if later is not None:
+                    seconds[c].append(later)
         asks = []
         for n in range(args.ask_runs):
             asks.append(ask_run(n, work, env, base, question))
             h, _, load = asks[-1]
-            print(f"ask {n}: correlation {h.correlation:.5f}, gaps+ {h.extra_gaps}"
-                  f", length+ {h.length_change_ms:.1f} ms (load {load})", flush=True)  # fmt: skip
-        if tui:
-            report("tui (typed message right after connecting)", tui)
+            print(
+                f"ask {n}: correlation {h.correlation:.5f}, gaps+ {h.extra_gaps}"
+                f", length+ {h.length_change_ms:.1f} ms (load {load})",
+                flush=True,
+            )
+        for c, tui in tuis.items():
+            if tui:
+                report(f"tui, {c} (typed message right after connecting)", tui)
+            if seconds[c]:
+                report(f"tui, {c}: the second reply, {args.second:g} s after the first", seconds[c])
         if asks:
             report("ask --play", asks)
         print(f"load average at the end: {loadavg()}")
