@@ -370,6 +370,13 @@ def main() -> None:
         help="TUI runs alternate between these source trees (same load)",
     )
     parser.add_argument(
+        "--second",
+        type=float,
+        default=None,
+        metavar="S",
+        help="S seconds after the first reply, a second one (measured apart: the rest)",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
         help="keep the recordings (tui<N>.raw) and screens in the work directory",
