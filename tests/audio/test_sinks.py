@@ -124,7 +124,6 @@ def fake_sd(monkeypatch: pytest.MonkeyPatch) -> FakeSoundDevice:
 
 
 def device_sink(fake: FakeSoundDevice, **kwargs: Any) -> tuple[DeviceSink, OutputStream]:
-    kwargs.setdefault("startup_latency", None)  # one stream throughout (tested below)
     sink = DeviceSink(None, **kwargs)
     stream = fake.streams[-1]
     assert isinstance(stream, OutputStream)
@@ -480,34 +479,3 @@ async def test_every_start_plays_silence_first(
         await wait_until(lambda: not stream.started)
     assert sink.restarts == 1
     await sink.close()
-
-
-async def test_the_first_reply_plays_on_a_larger_buffer_then_the_configured_one(
-    fake_sd: FakeSoundDevice, quick_idle: None
-) -> None:
-    sink, first = device_sink(
-        fake_sd, latency=0.03, startup_latency=0.1, idle_stop_s=0.05, prebuffer_ms=0
-    )
-    assert first.kwargs["latency"] == 0.1
-    await sink.start()
-    await wait_until(lambda: not first.started)  # idle before any reply: same stream
-    assert len(fake_sd.streams) == 1
-    sink.write(np.full(480, 3000, np.int16), "a")
-    await wait_until(lambda: first.started)
-    for k in range(3):
-        first.pull(240, now=0.01 * k)
-    first.time = 1.0
-    await wait_until(lambda: not first.started)  # the first reply over: swapped
-    assert first.closed and len(fake_sd.streams) == 2
-    second = fake_sd.streams[-1]
-    assert isinstance(second, OutputStream)
-    assert second.kwargs["latency"] == 0.03 and second.kwargs["channels"] == 1
-    sink.write(np.full(480, 3000, np.int16), "b")
-    await wait_until(lambda: second.started)
-    assert second.pull(240, now=2.0)[-1] == 3000
-    second.pull(240, now=2.01)
-    second.time = 3.0
-    await asyncio.wait_for(sink.drained(), 1.0)
-    assert sink.played_ms("a") == sink.played_ms("b") == 20
-    await sink.close()
-    assert second.closed and len(fake_sd.streams) == 2

@@ -47,11 +47,6 @@ IDLE_STOP_S = 3.0
 about 2 % of a core writing silence); the next audio, or :meth:`DeviceSink.wake`,
 starts it again."""
 _IDLE_CHECK_S = 1.0  # how often a running stream looks whether it is idle
-STARTUP_LATENCY_S = 0.1
-"""The device buffer of the first stream, until the first reply has played and the
-stream stopped while idle; then ``latency``. Right after start-up the app collects its
-growing heap (full collections of 46-137 ms that hold the GIL, measured) and imports and
-lays out for the first time, so a 30 ms buffer underran there (see the README)."""
 START_SILENCE_BLOCKS = 2
 """Callbacks that play silence after every start of the stream. Through PortAudio,
 ALSA's pulse plugin and PulseAudio, the first block after a start lost its first ~8 ms
@@ -252,9 +247,6 @@ class DeviceSink:
 
     The stream starts (off the event loop) on :meth:`start`, :meth:`wake` or the first
     write, and stops again once nothing has played for ``idle_stop_s`` (None: never).
-    ``startup_latency``: the first stream's buffer (at least ``latency``), until the
-    first reply played and the stream stopped while idle; then a stream at ``latency``
-    replaces it.
     Stopped, the far-end tap gets nothing, which reads as silence (see
     :class:`~voicecli.audio.tap.FarEndTap`).
     """
@@ -270,7 +262,6 @@ class DeviceSink:
         fade_ms: float = 5.0,
         rate: int | None = None,
         idle_stop_s: float | None = IDLE_STOP_S,
-        startup_latency: float | None = STARTUP_LATENCY_S,
     ) -> None:
         sd = sounddevice_module()
         self.device = find_device(device, kind="output")
@@ -330,17 +321,11 @@ class DeviceSink:
         self._ramp_out = (1.0 - self._ramp_in).astype(np.float32)  # 1 -> 1/fade
 
         self._channels = 1
-        self._played_any = False
-        self._stream_latency = max(latency, startup_latency or 0.0)
-        self._stream: Any = self._open(self._stream_latency, (1, 2))
-
-    def _open(self, latency: float, channel_counts: tuple[int, ...]) -> Any:
-        """A new output stream (blocking); raises AudioDeviceError."""
-        sd = sounddevice_module()
+        self._stream: Any = None
         last: Exception | None = None
-        for channels in channel_counts:
+        for channels in (1, 2):
             try:
-                stream = sd.OutputStream(
+                self._stream = sd.OutputStream(
                     device=self.device,
                     samplerate=self.rate,
                     channels=channels,
@@ -350,27 +335,12 @@ class DeviceSink:
                     callback=self._callback,
                     finished_callback=self._finished,
                 )
+                self._channels = channels
+                break
             except (sd.PortAudioError, ValueError) as exc:
                 last = exc
-                continue
-            self._channels = channels
-            return stream
-        raise AudioDeviceError(f"cannot open the speaker: {last}")
-
-    def _shrink(self) -> None:
-        """Blocking, off the loop, with the stream stopped: after the first reply, swap
-        the start-up stream (``startup_latency``) for one at ``latency``."""
-        if not self._played_any or self._stream_latency == self.latency or self._closing:
-            return
-        try:
-            stream = self._open(self.latency, (self._channels,))
-        except AudioDeviceError as exc:
-            log.warning("%s: keeping the start-up buffer", exc)
-            self._stream_latency = self.latency  # do not try again
-            return
-        old, self._stream, self._stream_latency = self._stream, stream, self.latency
-        with contextlib.suppress(Exception):
-            old.close(ignore_errors=True)  # stopped: its callback thread has ended
+        if self._stream is None:
+            raise AudioDeviceError(f"cannot open the speaker: {last}")
 
     # -- PortAudio thread --------------------------------------------------------------
 
@@ -387,7 +357,7 @@ class DeviceSink:
 
         dac = time_info.outputBufferDacTime
         if dac <= 0.0:  # the host API does not report it
-            dac = now + self._stream_latency
+            dac = now + self.latency
         ring = self._ring
         start = ring.total_read
         n = 0
@@ -541,7 +511,6 @@ class DeviceSink:
             self._pausing = False
         self._started = False
         self._was_stopped = True
-        self._shrink()
         with self._lock:  # nothing is left at the DAC: credit it all
             self._credited = self._out_end
             self._rec_count = 0
@@ -645,7 +614,6 @@ class DeviceSink:
             samples = self._resampler.process(samples)
         if len(samples):
             self._pending.append((samples, key))
-            self._played_any = True
         self._run(True)
         self._pump()
         self._ledger.settle(self._position())
@@ -701,7 +669,7 @@ class DeviceSink:
             self._want_dry = False  # already so: the callback may never say it
             return
         read_before = self._ring.total_read
-        patience = len(self._ring) / self.rate + self._stream_latency + STALL_GRACE_S
+        patience = len(self._ring) / self.rate + self.latency + STALL_GRACE_S
         try:
             async with aio.timeout(patience):
                 await self._dry.wait()
