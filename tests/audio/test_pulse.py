@@ -275,34 +275,38 @@ async def test_sound_server_dying_ends_the_streams_cleanly(
 async def test_a_stream_stopped_while_idle_plays_the_next_reply_completely(
     pulse: Devices, speech: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Two replies, each after an idle stop (the stream restarts twice)."""
     monkeypatch.setenv("PULSE_SINK", pulse.speaker)
     monkeypatch.setattr(sinks, "_IDLE_CHECK_S", 0.05)
     recorder = Recorder(f"{pulse.speaker}.monitor", tmp_path / "heard.raw")
     sink = DeviceSink(None, idle_stop_s=0.3)
-    reply = speech[: RATE * 2]
+    replies = {"first": speech[: RATE * 2], "second": speech[: RATE * 2][::-1].copy()}
+    played: dict[str, int] = {}
     try:
         await sink.start()
-        await wait_for(lambda: not sink.running, 3)  # stopped: nothing played
-        pcm = reply.tobytes()
-        for i in range(0, len(pcm), 4800):  # 100 ms deltas, faster than real time
-            sink.write(pcm[i : i + 4800], "reply", 0)
-        await asyncio.wait_for(sink.drained(), 5)
-        played = sink.played_ms("reply", 0)
+        for item, reply in replies.items():
+            await wait_for(lambda: not sink.running, 3)  # stopped: nothing plays
+            pcm = reply.tobytes()
+            for i in range(0, len(pcm), 4800):  # 100 ms deltas, faster than real time
+                sink.write(pcm[i : i + 4800], item, 0)
+            await asyncio.wait_for(sink.drained(), 5)
+            played[item] = sink.played_ms(item, 0)
         await asyncio.sleep(0.3)
         underflows, restarts = sink.underflows, sink.restarts
     finally:
         recorded = recorder.stop()
         await sink.close()
-    assert restarts == 1
-    assert played == len(reply) * 1000 // RATE
-    corr, lag = best_match(recorded, reply)
-    print(f"after an idle stop: correlation {corr:.5f}, underflows {underflows}")
-    assert corr > 0.999, corr
-    heard = recorded[lag : lag + len(reply)]
-    fade = round(RATE * 0.005)  # the sink fades in over its first 5 ms
-    assert len(heard) == len(reply)
-    # all of it: the first block after a start lost ~8 ms without START_SILENCE_BLOCKS
-    assert np.abs(heard[fade:].astype(np.int32) - reply[fade:]).max() <= 2
+    assert restarts == 2
+    for item, reply in replies.items():
+        assert played[item] == len(reply) * 1000 // RATE
+        corr, lag = best_match(recorded, reply)
+        print(f"{item} reply after an idle stop: correlation {corr:.5f}, underflows {underflows}")
+        assert corr > 0.999, corr
+        heard = recorded[lag : lag + len(reply)]
+        fade = round(RATE * 0.005)  # the sink fades in over its first 5 ms
+        assert len(heard) == len(reply)
+        # all of it: the first block after a start lost ~8 ms without START_SILENCE_BLOCKS
+        assert np.abs(heard[fade:].astype(np.int32) - reply[fade:]).max() <= 2
 
 
 async def test_the_mic_keeps_capturing_while_the_speaker_stops_and_starts(
