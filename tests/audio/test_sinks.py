@@ -5,6 +5,7 @@ a fake ``sounddevice`` (DAC-time crediting, prebuffer, fades, flush, resampling)
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -479,3 +480,27 @@ async def test_every_start_plays_silence_first(
         await wait_until(lambda: not stream.started)
     assert sink.restarts == 1
     await sink.close()
+
+
+async def test_close_does_not_hang_on_a_stop_that_never_returns(
+    fake_sd: FakeSoundDevice, quick_idle: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sinks, "SWITCH_TIMEOUT_S", 0.1)
+    sink, stream = device_sink(fake_sd, idle_stop_s=0.02)
+    release = threading.Event()
+    stopping = threading.Event()
+
+    def stalled_stop(ignore_errors: bool = True) -> None:
+        stopping.set()
+        release.wait(5)  # a stalled sound server
+
+    monkeypatch.setattr(stream, "stop", stalled_stop)
+    await sink.start()
+    await wait_until(stopping.is_set)
+    try:
+        await asyncio.wait_for(sink.close(), 1.0)
+        assert not stream.closed  # left alone: PortAudio is still inside stop()
+        assert not sink.is_playing
+    finally:
+        release.set()
+    await asyncio.sleep(0.05)

@@ -47,6 +47,8 @@ IDLE_STOP_S = 3.0
 about 2 % of a core writing silence); the next audio, or :meth:`DeviceSink.wake`,
 starts it again."""
 _IDLE_CHECK_S = 1.0  # how often a running stream looks whether it is idle
+SWITCH_TIMEOUT_S = 2.0
+"""How long :meth:`DeviceSink.close` waits for a start or stop under way."""
 START_SILENCE_BLOCKS = 2
 """Callbacks that play silence after every start of the stream. Through PortAudio,
 ALSA's pulse plugin and PulseAudio, the first block after a start lost its first ~8 ms
@@ -713,10 +715,20 @@ class DeviceSink:
             self._idle_timer.cancel()
             self._idle_timer = None
         if self._switch is not None:  # let a start or stop under way finish
-            await asyncio.shield(self._switch)
+            try:
+                async with aio.timeout(SWITCH_TIMEOUT_S):
+                    await asyncio.shield(self._switch)
+            except TimeoutError:
+                # PortAudio still starting or stopping it (a stalled sound server):
+                # calling into the same stream from a second thread is not safe
+                log.warning("the speaker stream did not start or stop in time: left open")
+                self._stream = None
         self._closing = True
         stream, self._stream = self._stream, None
         if stream is None:
+            self._dead = "closed"
+            self._pending.clear()
+            self._dry.set()
             return
         self._position()  # fold the last flushes in while the clock is readable
         await asyncio.to_thread(close_stream, stream, self._ended)
