@@ -37,6 +37,7 @@ class _Stream:
         self.finished_callback = kwargs.get("finished_callback")
         self.started = False
         self.closed = False
+        self.stops = 0
         self.time = 0.0
         FakeSoundDevice.streams.append(self)
 
@@ -49,6 +50,13 @@ class _Stream:
 
     def abort(self, ignore_errors: bool = True) -> None:
         self.started = False
+
+    def stop(self, ignore_errors: bool = True) -> None:
+        """Like PortAudio: the stream ends (its finished callback runs) and can start again."""
+        self.started = False
+        self.stops += 1
+        if self.finished_callback is not None:
+            self.finished_callback()
 
     def close(self, ignore_errors: bool = True) -> None:
         self.closed = True

@@ -25,6 +25,7 @@ import pytest
 
 from tests.audio.conftest import FIXTURES, noise
 from tests.conftest import require
+from voicecli.audio import sinks
 from voicecli.audio.devices import AudioDeviceLost
 from voicecli.audio.sinks import DeviceSink
 from voicecli.audio.sources import DeviceSource
@@ -307,3 +308,79 @@ async def test_sound_server_dying_ends_the_streams_cleanly(
     print(f"source raised {lost_after * 1000:.0f} ms, sink drained {drained_after * 1000:.0f} ms")
     assert lost_after < 2.5
     assert drained_after < 3
+
+
+async def test_a_stream_stopped_while_idle_plays_the_next_reply_completely(
+    pulse: Devices, speech: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two replies, each after an idle stop (the stream restarts twice)."""
+    monkeypatch.setenv("PULSE_SINK", pulse.speaker)
+    monkeypatch.setattr(sinks, "_IDLE_CHECK_S", 0.05)
+    recorder = Recorder(f"{pulse.speaker}.monitor", tmp_path / "heard.raw")
+    sink = DeviceSink(None, idle_stop_s=0.3)
+    replies = {"first": speech[: RATE * 2], "second": speech[: RATE * 2][::-1].copy()}
+    played: dict[str, int] = {}
+    try:
+        await sink.start()
+        for item, reply in replies.items():
+            await wait_for(lambda: not sink.running, 3)  # stopped: nothing plays
+            pcm = reply.tobytes()
+            for i in range(0, len(pcm), 4800):  # 100 ms deltas, faster than real time
+                sink.write(pcm[i : i + 4800], item, 0)
+            await asyncio.wait_for(sink.drained(), 5)
+            played[item] = sink.played_ms(item, 0)
+        await asyncio.sleep(0.3)
+        underflows, restarts = sink.underflows, sink.restarts
+    finally:
+        recorded = recorder.stop()
+        await sink.close()
+    assert restarts == 2
+    for item, reply in replies.items():
+        assert played[item] == len(reply) * 1000 // RATE
+        corr, lag = best_match(recorded, reply)
+        print(f"{item} reply after an idle stop: correlation {corr:.5f}, underflows {underflows}")
+        assert corr > 0.999, corr
+        heard = recorded[lag : lag + len(reply)]
+        fade = round(RATE * 0.005)  # the sink fades in over its first 5 ms
+        assert len(heard) == len(reply)
+        # all of it: the first block after a start lost ~8 ms without START_SILENCE_BLOCKS
+        assert np.abs(heard[fade:].astype(np.int32) - reply[fade:]).max() <= 2
+
+
+async def test_the_mic_keeps_capturing_while_the_speaker_stops_and_starts(
+    pulse: Devices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Aborting and restarting the output stream once made the input stall here; the
+    idle stop uses Pa_StopStream (the callback thread ends by itself)."""
+    monkeypatch.setenv("PULSE_SINK", pulse.speaker)
+    monkeypatch.setenv("PULSE_SOURCE", f"{pulse.mic}.monitor")
+    monkeypatch.setattr(sinks, "_IDLE_CHECK_S", 0.02)
+    sink = DeviceSink(None, idle_stop_s=0.05)
+    got = 0
+    async with DeviceSource(None) as src:
+        await src.wait_started(5)
+
+        async def collect() -> None:
+            nonlocal got
+            async for _ in src.blocks():
+                got += 1
+
+        collector = asyncio.create_task(collect())
+        t0 = time.monotonic()
+        try:
+            for _ in range(6):
+                sink.write(noise(0.1, dbfs=-20.0).tobytes(), "beep", 0)
+                await asyncio.wait_for(sink.drained(), 3)
+                await wait_for(lambda: not sink.running, 3)
+            elapsed = time.monotonic() - t0
+            before = got
+            await asyncio.sleep(0.5)
+            after = got
+        finally:
+            src.stop()
+            await asyncio.wait_for(collector, 5)
+            await sink.close()
+    print(f"{sink.restarts} restarts in {elapsed:.1f} s; {before} mic blocks")
+    assert sink.restarts >= 5
+    assert after - before >= 15  # 0.5 s of 20 ms blocks still arriving (25 due)
+    assert before >= elapsed / 0.02 * 0.8

@@ -5,6 +5,7 @@ a fake ``sounddevice`` (DAC-time crediting, prebuffer, fades, flush, resampling)
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -119,6 +120,7 @@ def fake_sd(monkeypatch: pytest.MonkeyPatch) -> FakeSoundDevice:
     monkeypatch.setattr(sinks, "sounddevice_module", lambda: fake)
     monkeypatch.setattr(sinks, "find_device", lambda spec, kind: None)
     monkeypatch.setattr(sinks, "choose_rate", lambda device, kind: RATE)
+    monkeypatch.setattr(sinks, "START_SILENCE_BLOCKS", 0)  # see the test of it below
     return fake
 
 
@@ -321,7 +323,8 @@ async def test_device_sink_that_cannot_start_says_why(
         raise fake_sd.PortAudioError("Device unavailable")
 
     monkeypatch.setattr(stream, "start", refuse)
-    sink.write(tone(440, 0.1), "a")
+    sink.write(tone(440, 0.1), "a")  # starts the stream off the loop
+    await asyncio.wait_for(sink.drained(), 1.0)
     assert sink.error == "cannot start the speaker: Device unavailable"
     assert not sink.is_playing
 
@@ -365,3 +368,139 @@ def test_only_an_underrun_that_cuts_audio_is_counted(fake_sd: FakeSoundDevice) -
     stream.pull(240, now=0.01)
     stream.pull(240, now=0.02, underflow=True)  # mid-reply: a crackle
     assert sink.underflows == 1
+
+
+# -- the idle stop ---------------------------------------------------------------------
+
+
+async def wait_until(check: Any, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+def quick_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sinks, "_IDLE_CHECK_S", 0.02)
+
+
+async def test_an_idle_stream_stops_and_the_next_audio_starts_it_again(
+    fake_sd: FakeSoundDevice, quick_idle: None
+) -> None:
+    sink, stream = device_sink(fake_sd, prebuffer_ms=0, idle_stop_s=0.1)
+    await sink.start()
+    assert stream.started and sink.running
+    await wait_until(lambda: not stream.started)
+    assert stream.stops == 1 and not sink.running
+    assert sink.error is None  # stopped on purpose: no speaker lost
+    sink.write(np.full(480, 3000, np.int16), "a")
+    await wait_until(lambda: stream.started)
+    assert sink.restarts == 1
+    assert stream.pull(240, now=1.0)[-1] == 3000  # what was written plays
+    stream.pull(240, now=1.01)
+    stream.time = 2.0
+    await asyncio.wait_for(sink.drained(), 1.0)
+    assert sink.played_ms("a") == 20
+    await wait_until(lambda: not stream.started)  # and stops again once idle
+    assert stream.stops == 2
+    await sink.close()
+    assert stream.closed and sink.error is None
+
+
+async def test_a_stream_with_audio_to_play_does_not_stop(
+    fake_sd: FakeSoundDevice, quick_idle: None
+) -> None:
+    sink, stream = device_sink(fake_sd, prebuffer_ms=0, idle_stop_s=0.05)
+    sink.write(np.full(24_000, 3000, np.int16), "a")  # 1 s, nobody pulls it
+    await wait_until(lambda: stream.started)
+    await asyncio.sleep(0.3)
+    assert stream.started and stream.stops == 0
+    await sink.close()
+
+
+async def test_wake_starts_a_stopped_stream_before_any_audio(
+    fake_sd: FakeSoundDevice, quick_idle: None
+) -> None:
+    sink, stream = device_sink(fake_sd, idle_stop_s=0.05)
+    await sink.start()
+    await wait_until(lambda: not stream.started)
+    sink.wake()
+    await wait_until(lambda: stream.started)
+    assert sink.restarts == 1
+    await wait_until(lambda: not stream.started)  # no audio came: it stops again
+    await sink.close()
+
+
+async def test_no_idle_stop_keeps_the_stream_running(
+    fake_sd: FakeSoundDevice, quick_idle: None
+) -> None:
+    sink, stream = device_sink(fake_sd, idle_stop_s=None)
+    await sink.start()
+    await asyncio.sleep(0.2)
+    assert stream.started and stream.stops == 0
+    await sink.close()
+
+
+async def test_the_far_end_reads_silence_while_the_stream_is_stopped(
+    fake_sd: FakeSoundDevice, quick_idle: None
+) -> None:
+    """The echo canceller reads the tap by device time: after the last block the tap
+    extrapolates past what was written, which reads as silence."""
+    sink, stream = device_sink(fake_sd, prebuffer_ms=0, idle_stop_s=0.05)
+    sink.write(np.full(480, 3000, np.int16), "a")
+    await wait_until(lambda: stream.started)
+    for k in range(4):
+        stream.pull(240, now=0.01 * k, dac_delay=0.02)
+    stream.time = 0.1  # all of it heard
+    await wait_until(lambda: not stream.started)
+    far = np.ones(240, np.int16)
+    position = sink.tap.position_at(5.0)  # seconds after the stop
+    assert position is not None
+    assert sink.tap.read_into(round(position), far) == 0 and not far.any()
+    await sink.close()
+
+
+async def test_every_start_plays_silence_first(
+    fake_sd: FakeSoundDevice, quick_idle: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first block after a start loses its beginning on PulseAudio (measured):
+    the audio waits for START_SILENCE_BLOCKS of silence, after a restart too."""
+    monkeypatch.setattr(sinks, "START_SILENCE_BLOCKS", 2)
+    sink, stream = device_sink(fake_sd, prebuffer_ms=0, idle_stop_s=0.05)
+    for _ in range(2):  # the first start, then a restart after an idle stop
+        sink.write(np.full(960, 3000, np.int16), "a")
+        await wait_until(lambda: stream.started)
+        assert not stream.pull(240, now=0.0).any()
+        assert not stream.pull(240, now=0.01).any()
+        assert stream.pull(240, now=0.02)[-1] == 3000
+        for k in range(3, 6):
+            stream.pull(240, now=0.01 * k)
+        stream.time = 1.0
+        await wait_until(lambda: not stream.started)
+    assert sink.restarts == 1
+    await sink.close()
+
+
+async def test_close_does_not_hang_on_a_stop_that_never_returns(
+    fake_sd: FakeSoundDevice, quick_idle: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sinks, "SWITCH_TIMEOUT_S", 0.1)
+    sink, stream = device_sink(fake_sd, idle_stop_s=0.02)
+    release = threading.Event()
+    stopping = threading.Event()
+
+    def stalled_stop(ignore_errors: bool = True) -> None:
+        stopping.set()
+        release.wait(5)  # a stalled sound server
+
+    monkeypatch.setattr(stream, "stop", stalled_stop)
+    await sink.start()
+    await wait_until(stopping.is_set)
+    try:
+        await asyncio.wait_for(sink.close(), 1.0)
+        assert not stream.closed  # left alone: PortAudio is still inside stop()
+        assert not sink.is_playing
+    finally:
+        release.set()
+    await asyncio.sleep(0.05)

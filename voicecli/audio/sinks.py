@@ -42,6 +42,18 @@ _STREAM_STALLED = "the speaker stopped playing (the sound server stalled)"
 
 STALL_GRACE_S = 2.0
 """How long past its due time audio may sit unplayed before the speaker counts as lost."""
+IDLE_STOP_S = 3.0
+"""A speaker stream that has played nothing for this long stops (a running stream costs
+about 2 % of a core writing silence); the next audio, or :meth:`DeviceSink.wake`,
+starts it again."""
+_IDLE_CHECK_S = 1.0  # how often a running stream looks whether it is idle
+SWITCH_TIMEOUT_S = 2.0
+"""How long :meth:`DeviceSink.close` waits for a start or stop under way."""
+START_SILENCE_BLOCKS = 2
+"""Callbacks that play silence after every start of the stream. Through PortAudio,
+ALSA's pulse plugin and PulseAudio, the first block after a start lost its first ~8 ms
+in every run here (3 of 3); with one block of silence first, nothing was lost (6 of 6).
+Two for margin: 20 ms, once per start."""
 
 
 Int16Array = np.ndarray[Any, np.dtype[np.int16]]
@@ -88,6 +100,10 @@ class AudioSink(Protocol):
 
     async def start(self) -> None:
         """Get ready to play (writing also starts a sink)."""
+        ...
+
+    def wake(self) -> None:
+        """Audio is coming soon: get the device ready now. Never blocks."""
         ...
 
     async def close(self) -> None:
@@ -177,6 +193,9 @@ class NullSink:
     async def start(self) -> None:
         """Nothing to start."""
 
+    def wake(self) -> None:
+        """Nothing to wake."""
+
     async def close(self) -> None:
         """Nothing to release."""
 
@@ -226,7 +245,12 @@ class DeviceSink:
     after silence, playback waits for this much audio (or this long) so network jitter
     does not underrun. ``buffer_s``: the ring the callback reads; more waits on the
     event loop. ``rate``: force a device rate (default: 24 kHz if accepted, else the
-    device's own, resampled on the event loop). The stream starts on the first write.
+    device's own, resampled on the event loop).
+
+    The stream starts (off the event loop) on :meth:`start`, :meth:`wake` or the first
+    write, and stops again once nothing has played for ``idle_stop_s`` (None: never).
+    Stopped, the far-end tap gets nothing, which reads as silence (see
+    :class:`~voicecli.audio.tap.FarEndTap`).
     """
 
     def __init__(
@@ -239,6 +263,7 @@ class DeviceSink:
         block_ms: float = 10.0,
         fade_ms: float = 5.0,
         rate: int | None = None,
+        idle_stop_s: float | None = IDLE_STOP_S,
     ) -> None:
         sd = sounddevice_module()
         self.device = find_device(device, kind="output")
@@ -251,7 +276,17 @@ class DeviceSink:
         self._pending: deque[tuple[Int16Array, Key]] = deque()
         self._ledger = PlayedLedger(self.rate)
         self._timer: asyncio.TimerHandle | None = None
-        self._started = False
+        self._started = False  # the stream runs (its callback is called)
+        self._want_running = False
+        self._switch: asyncio.Task[None] | None = None  # a start or stop under way
+        self._pausing = False  # our own stop: its end is no error
+        self.idle_stop_s = idle_stop_s
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._quiet_since: float | None = None
+        self._was_stopped = False
+        self._warm_left = 0  # callbacks of silence still due after a start
+        self.restarts = 0
+        """Times the stream started again after an idle stop."""
         self._dead: str | None = None  # why nothing plays any more
         self._closing = False  # close() stops the stream: its end is no error
         self._ended = threading.Event()  # the stream's finished callback ran
@@ -321,6 +356,7 @@ class DeviceSink:
             self.tap.glitches += 1
         out = outdata[:, 0]
         now = time_info.currentTime
+
         dac = time_info.outputBufferDacTime
         if dac <= 0.0:  # the host API does not report it
             dac = now + self.latency
@@ -339,6 +375,9 @@ class DeviceSink:
                 self._cb_discards.append((start + n, flush_at))
         else:
             available = len(ring)
+            if self._warm_left > 0:  # the stream just started: silence first
+                self._warm_left -= 1
+                available = 0
             if self._idle and available < self._prebuffer and available > 0:
                 if self._wait_since < 0:
                     self._wait_since = now
@@ -391,6 +430,8 @@ class DeviceSink:
     def _finished(self) -> None:
         # PortAudio thread: the stream ended (device unplugged, sound server gone)
         # without close() asking; a constant string, nothing allocated here
+        if self._pausing:
+            return  # stopped for being idle (stop() returns after this)
         if self._dead is None and not self._closing:
             self._dead = _STREAM_STOPPED
         self._ended.set()
@@ -441,9 +482,11 @@ class DeviceSink:
         self._pump()
 
     def _start_stream(self) -> None:
-        if self._started or self._dead is not None:
+        """Blocking (off the loop, except without one): start the stream."""
+        if self._started or self._dead is not None or self._stream is None:
             return
         sd = sounddevice_module()
+        self._warm_left = START_SILENCE_BLOCKS
         try:
             self._stream.start()
         except sd.PortAudioError as exc:
@@ -451,6 +494,92 @@ class DeviceSink:
             log.error("%s", self._dead)
             return
         self._started = True
+
+    def _stop_stream(self) -> None:
+        """Blocking, off the loop: stop the idle stream (PortAudio plays out what the
+        device holds, silence, and ends the callback thread by itself)."""
+        stream = self._stream
+        if not self._started or stream is None or self._closing:
+            return
+        if self._want_running or len(self._ring) or self._pending:
+            return  # audio came meanwhile
+        sd = sounddevice_module()
+        self._pausing = True
+        try:
+            stream.stop(ignore_errors=True)
+        except sd.PortAudioError as exc:
+            log.warning("stopping the idle speaker stream failed: %s", exc)
+        finally:
+            self._pausing = False
+        self._started = False
+        self._was_stopped = True
+        with self._lock:  # nothing is left at the DAC: credit it all
+            self._credited = self._out_end
+            self._rec_count = 0
+
+    def _run(self, running: bool) -> None:
+        """On the loop: make the stream run (or stop), off the loop; no loop: now."""
+        self._want_running = running
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            if running:
+                self._start_stream()
+            return
+        if running:
+            self._quiet_since = None
+            if self._idle_timer is None and self.idle_stop_s is not None:
+                self._idle_timer = loop.call_later(_IDLE_CHECK_S, self._check_idle)
+        if self._switch is None and running != self._started:
+            self._switch = loop.create_task(self._switching(), name="voicecli-speaker-switch")
+
+    async def _switching(self) -> None:
+        """Start or stop the stream until it is as wanted (one switch at a time)."""
+        try:
+            while self._want_running != self._started and self._dead is None:
+                if self._closing:
+                    return
+                if self._want_running:
+                    await asyncio.to_thread(self._start_stream)
+                    if self._started and self._was_stopped:
+                        self.restarts += 1
+                else:
+                    await asyncio.to_thread(self._stop_stream)
+                    if self._started:  # audio came meanwhile: it runs on
+                        self._want_running = True
+        finally:
+            self._switch = None
+
+    def _check_idle(self) -> None:
+        """Loop timer while the stream runs: stop it once idle for ``idle_stop_s``."""
+        self._idle_timer = None
+        if self._closing or self._dead is not None or self.idle_stop_s is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._want_running and self.is_playing:
+            self._quiet_since = None
+        elif self._quiet_since is None:
+            self._quiet_since = now
+        if self._quiet_since is not None and now - self._quiet_since >= self.idle_stop_s:
+            self._quiet_since = None
+            self._run(False)
+            return
+        wait = _IDLE_CHECK_S
+        if self._quiet_since is not None:
+            wait = min(wait, self._quiet_since + self.idle_stop_s - now)
+        self._idle_timer = loop.call_later(max(wait, 0.01), self._check_idle)
+
+    def wake(self) -> None:
+        """Audio is coming (a response started): start the stream now, so the first
+        delta does not wait for the device."""
+        if self._dead is None and not self._closing:
+            self._run(True)
+
+    @property
+    def running(self) -> bool:
+        """The stream runs (False: stopped while idle, or not started yet)."""
+        return self._started
 
     @property
     def is_playing(self) -> bool:
@@ -487,7 +616,7 @@ class DeviceSink:
             samples = self._resampler.process(samples)
         if len(samples):
             self._pending.append((samples, key))
-        self._start_stream()
+        self._run(True)
         self._pump()
         self._ledger.settle(self._position())
 
@@ -533,6 +662,8 @@ class DeviceSink:
         stalled sound server) would leave this waiting for ever: when the ring has not
         moved for longer than it holds plus :data:`STALL_GRACE_S`, the speaker counts
         as lost (:attr:`error`), so callers end instead of hanging."""
+        if self._switch is not None:  # the stream is starting: the callback will run
+            await asyncio.shield(self._switch)
         self._dry.clear()
         self._dry_loop = asyncio.get_running_loop()
         self._want_dry = True
@@ -567,8 +698,11 @@ class DeviceSink:
         return played * 1000 // self.rate
 
     async def start(self) -> None:
-        """Start the stream (silence until audio is written), off the loop."""
-        await asyncio.to_thread(self._start_stream)
+        """Start the stream (silence until audio is written), off the loop: this checks
+        the device works. It stops again when idle."""
+        self._run(True)
+        if self._switch is not None:
+            await asyncio.shield(self._switch)
         if self._dead is not None:
             raise AudioDeviceError(self._dead)
 
@@ -577,9 +711,24 @@ class DeviceSink:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self._switch is not None:  # let a start or stop under way finish
+            try:
+                async with aio.timeout(SWITCH_TIMEOUT_S):
+                    await asyncio.shield(self._switch)
+            except TimeoutError:
+                # PortAudio still starting or stopping it (a stalled sound server):
+                # calling into the same stream from a second thread is not safe
+                log.warning("the speaker stream did not start or stop in time: left open")
+                self._stream = None
         self._closing = True
         stream, self._stream = self._stream, None
         if stream is None:
+            self._dead = "closed"
+            self._pending.clear()
+            self._dry.set()
             return
         self._position()  # fold the last flushes in while the clock is readable
         await asyncio.to_thread(close_stream, stream, self._ended)

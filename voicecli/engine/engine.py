@@ -454,6 +454,7 @@ class Engine:
             self._playback.on_audio_done(note)
         elif isinstance(note, ResponseStarted):
             self._outbox.response_started()
+            self._playback.response_started()
             self._set_status(response="generating")
         elif isinstance(note, ResponseDone):
             self._on_response_done(note)

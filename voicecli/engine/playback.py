@@ -186,6 +186,11 @@ class PlaybackTracker:
         self._set_status(response="playing")
         self._watch_drain()
 
+    def response_started(self) -> None:
+        """A response began: its audio may follow, so the speaker gets ready now (a
+        stream stopped while idle takes a while to start)."""
+        self.sink.wake()
+
     def on_audio_done(self, note: AudioDone) -> None:
         part = self._parts.get((note.item_id, note.content_index))
         if part is not None:
