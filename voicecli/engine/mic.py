@@ -15,7 +15,7 @@ publishes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,8 @@ from voicecli.audio.tap import FarEndTap
 from voicecli.audio.vad import Endpointer, SpeechEnd, SpeechStart
 from voicecli.config import Config
 from voicecli.engine.status import TurnMode, VadState
-from voicecli.engine.turns import Action, TurnController
+from voicecli.engine.turns import Action, BargeIn, TurnController
+from voicecli.pcm import SAMPLE_RATE
 
 Int16Block = np.ndarray[Any, np.dtype[np.int16]]
 
@@ -43,7 +44,11 @@ in about a second: see the README)."""
 AEC_ADDED_DB = 3.0
 """With ``aec``: a cleaned block this much louder than the raw mic is the canceller's
 own error, never the user (a voice adds to both)."""
-AEC_MIN_COUPLING_DB = -30.0
+AEC_CANCELLED_DB = 10.0
+"""With ``aec``: a block the canceller took this much out of was echo (its residual is
+what the check learns); near-end speech loses far less (measured on the loopback:
+0-7 dB for a voice as loud as the echo, 20-80 dB for the echo alone)."""
+AEC_MIN_COUPLING_DB = -40.0
 """With ``aec``: the lowest residual echo (re the playback peak) the check may learn:
 a voice must be at least ``echo_margin_db`` above it. A canceller that removed the
 echo completely for a while (or an echo path with gaps) would teach a lower one, and
@@ -67,6 +72,8 @@ class MicStep:
     """The block as everything downstream sees it (echo cancelled with ``aec``)."""
     notice: str | None = None
     """The echo canceller failed with this block: one line (now on the echo guard)."""
+    echo_ok: bool = True
+    """The echo handling let this block count as the user's (benchmarks read it)."""
 
 
 class MicPipeline:
@@ -101,6 +108,8 @@ class MicPipeline:
             frame_ms=config.vad.frame_ms,
         )
         self.echo = self._guard()
+        self._heard_ms = 0.0  # mic time fed to the endpointer (its clock)
+        self._onset_ms: float | None = None  # the last speech onset, on that clock
 
     def _guard(self) -> EchoGuard:
         if self.echo_mode == "aec":
@@ -109,6 +118,7 @@ class MicPipeline:
                 margin_db=self._margin_db,
                 learn_ms=AEC_LEARN_MS,
                 min_coupling_db=AEC_MIN_COUPLING_DB,
+                cancelled_db=AEC_CANCELLED_DB,
             )
         return EchoGuard(self.echo_mode, margin_db=self._margin_db)
 
@@ -161,11 +171,21 @@ class MicPipeline:
         dbfs = rms_dbfs(block)
         # fed every block, playing or not: the guard counts time in mic samples, so only
         # then do its window and hold run on after playback stops (and old levels expire)
-        echo_ok = self.echo.user_speaking(block, playback_dbfs)
-        if step.block is not raw and dbfs > rms_dbfs(raw) + AEC_ADDED_DB:
+        cancelled = step.block is not raw
+        raw_dbfs = rms_dbfs(raw) if cancelled else dbfs
+        if cancelled and playing and playback_dbfs is None and self.echo.expects_echo:
+            # the speaker starved mid-reply (its callback stalled: no underrun flag, so
+            # the far end was not re-anchored) and resumes later than the far end says:
+            # the canceller must find the echo again, as after a speaker underrun
+            self.echo.relearn()
+        echo_ok = self.echo.user_speaking(
+            block, playback_dbfs, removed_db=raw_dbfs - dbfs if cancelled else None
+        )
+        if cancelled and dbfs > raw_dbfs + AEC_ADDED_DB:
             # the canceller subtracted an echo that was not there (the echo path broke
             # off: a speaker underrun, a moved device): its output is no one's voice
             echo_ok = False
+        step.echo_ok = echo_ok
         if tc.muted:
             return step
         step.level = max(0.0, min(1.0, (dbfs + 60.0) / 60.0))
@@ -173,8 +193,11 @@ class MicPipeline:
         # room): while the guard still expects it, treat the assistant as audible
         tc.playing = playing or not echo_ok
         covered = False
-        for event in self.endpointer.feed(block):
+        events = self.endpointer.feed(block)
+        self._heard_ms += len(block) * 1000 / SAMPLE_RATE
+        for event in events:
             if isinstance(event, SpeechStart):
+                self._onset_ms = event.t_ms
                 step.vad = "speech"
                 step.actions.extend(tc.speech_start(event.preroll.tobytes(), echo_ok=echo_ok))
                 # in local-vad the pre-roll carries this block (sent, or held as
@@ -188,6 +211,13 @@ class MicPipeline:
             ep = self.endpointer
             voiced = dbfs > ep.noise_floor_dbfs + ep.gate_db
             step.actions.extend(tc.block(block.tobytes(), echo_ok=echo_ok, voiced=voiced))
+        if self._onset_ms is not None:
+            # the voice began before the endpointer was sure of it (and before the echo
+            # check passed): the barge-in says how long ago, for the truncate
+            voice_ms = self._heard_ms - self._onset_ms
+            step.actions = [
+                replace(a, voice_ms=voice_ms) if isinstance(a, BargeIn) else a for a in step.actions
+            ]
         return step
 
 
