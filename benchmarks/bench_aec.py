@@ -35,6 +35,7 @@ import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -129,8 +130,9 @@ def transfer(x: np.ndarray, y: np.ndarray, size: int = 2048) -> tuple[float, flo
     lowest and highest gain in dB, and the lowest coherence (1: ``y`` is a linear
     filtering of ``x``, nothing added or removed non-linearly)."""
     w = np.hanning(size)
-    sxx = syy = 0.0
-    sxy: np.ndarray | float = 0.0
+    sxx: Any = 0.0
+    syy: Any = 0.0
+    sxy: Any = 0.0
     for i in range(0, min(len(x), len(y)) - size, size // 2):
         fx, fy = np.fft.rfft(x[i : i + size] * w), np.fft.rfft(y[i : i + size] * w)
         sxx = sxx + np.abs(fx) ** 2
@@ -161,6 +163,7 @@ class Run:
         self.reply_dac: float | None = None
         self.barge_adc: float | None = None
         self.silent_at: float | None = None
+        self.truncate_ms: float | None = None
         self.canceller: EchoCanceller | None = None
         self.underflows = 0
         self.vad_start: list[bool] = []  # per block: the endpointer heard speech begin
@@ -212,6 +215,9 @@ class Run:
                     and any(isinstance(a, BargeIn) for a in step.actions)
                 ):
                     self.barge_adc = source.block_adc_time
+                    barge = next(a for a in step.actions if isinstance(a, BargeIn))
+                    # what the truncate reports (the engine's PlaybackTracker does this)
+                    self.truncate_ms = sink.played_ms("reply", 0) - barge.voice_ms
                     sink.flush(fade=True)
                     self.silent_at = await self._until_silent(sink)
                 if now > seconds:
@@ -314,8 +320,14 @@ async def bench(gain: float, runs: int, tmp: Path, latency: float) -> None:
         # the floor for any echo handling: when the VAD hears this voice with no echo
         vad_floor = vad_heard_ms(alone, v0), vad_heard_ms(through, v0)
         erles: dict[str, list[float]] = {"1 s": [], "2 s": [], "5 s": [], "5-10 s": []}
-        dts, dts_module, raws, cpus, barges = [], [], [], [], []
+        dts: list[float] = []
+        dts_module: list[float] = []
+        raws: list[float] = []
+        cpus: list[float] = []
+        barges: list[float] = []
         stages: dict[str, list[float]] = {"vad": [], "check": [], "barge": [], "silent": []}
+        truncate_errors: list[float] = []
+        heard_errors: list[float] = []
         glitches: list[int] = []
         realigned: list[int] = []
         for _ in range(runs):
@@ -362,6 +374,10 @@ async def bench(gain: float, runs: int, tmp: Path, latency: float) -> None:
                 barges.append((run.silent_at - onset_t) * 1000)
                 stages["barge"].append((run.barge_adc + 0.02 - onset_t) * 1000)
                 stages["silent"].append((run.silent_at - run.barge_adc - 0.02) * 1000)
+                if run.truncate_ms is not None and run.reply_dac is not None:
+                    at_onset = (onset_t - run.reply_dac) * 1000  # the reply played by then
+                    truncate_errors.append(run.truncate_ms - at_onset)
+                    heard_errors.append((run.silent_at - run.reply_dac) * 1000 - at_onset)
             else:
                 barges.append(float("nan"))
             # where the time goes: the end of the first block after the onset the VAD
@@ -391,6 +407,10 @@ async def bench(gain: float, runs: int, tmp: Path, latency: float) -> None:
         f"    onset -> end of the block: the VAD hears speech {fmt(stages['vad'], 0)};"
         f" the residual check passes {fmt(stages['check'], 0)}; barge-in"
         f" {fmt(stages['barge'], 0)} ms; then -> speaker silent {fmt(stages['silent'], 0)} ms"
+    )
+    print(
+        f"    truncate - what was played at the voice's onset: {fmt(truncate_errors, 0)} ms"
+        f" (truncating to what was heard until silence instead: {fmt(heard_errors, 0)} ms)"
     )
     print(f"  speaker underruns per ERLE run: {glitches}; far-end re-alignments: {realigned}")
     print(f"  mic pipeline CPU with AEC (cancel, VAD, guard): {fmt(cpus, 1)} ms per s of audio")

@@ -343,16 +343,17 @@ def test_at_minus_20_db_a_voice_as_loud_as_the_echo_counts_as_the_user(tmp_path:
     """Quiet speakers (-20 dB coupling): the echo and a voice as loud as it are 20 dB
     below the playback, and the voice loses a few dB more to the canceller's
     double-talk suppression. Once the canceller has shown it removes the echo, a block
-    it kept 25 dB below the playback is the user's. With the check's floor at -30 dB it
-    was not (the threshold stayed at -20 dB: the bench's voice at -20 dB never barged
-    in)."""
+    it kept, 21.5 dB below the playback, is the user's. With the check's floor at
+    -30 dB it was not (the threshold stayed at -20 dB: the bench's voice at -20 dB
+    never barged in)."""
     from tests.engine.conftest import make_config
 
     rng = np.random.default_rng(5)
     echo = at_dbfs(rng.standard_normal(BLOCK * 80), -35.0)  # playback at -15 dBFS, -20 dB
-    voice = at_dbfs(rng.standard_normal(BLOCK), -38.0)
+    voice = at_dbfs(rng.standard_normal(BLOCK), -35.0)  # as loud as the echo
     raw = to_int16(np.concatenate([echo[: BLOCK * 79], echo[BLOCK * 79 :] + voice]))
-    cleaned = to_int16(np.concatenate([echo[: BLOCK * 79] * 10 ** (-50 / 20), voice * 0.7]))
+    # the echo cancelled by 50 dB; the voice kept, 1.5 dB lost to double-talk suppression
+    cleaned = to_int16(np.concatenate([echo[: BLOCK * 79] * 10 ** (-50 / 20), voice * 0.84]))
     pipeline = MicPipeline(make_config("ws://x", tmp_path, audio={"echo_mode": "aec"}), "local-vad")
     pipeline.canceller = _ScriptedCanceller(cleaned)  # type: ignore[assignment]
     steps = [
@@ -360,28 +361,4 @@ def test_at_minus_20_db_a_voice_as_loud_as_the_echo_counts_as_the_user(tmp_path:
         for k in range(80)
     ]
     assert not any(step.echo_ok for step in steps[:79])  # the echo, cancelled: never the user
-    assert steps[79].echo_ok  # the voice, kept: 26 dB below the playback
-
-
-def test_a_speaker_that_starves_mid_reply_makes_the_check_safe_again(tmp_path: Path) -> None:
-    """The speaker's callback stalled (nothing at the DAC while audio waits: no
-    underrun flag, no re-anchoring): the echo resumes off its old timing, so the
-    residual check starts from the safe side again. Not at a reply's start, though
-    (nothing audible before it): the learned residual persists across replies."""
-    from tests.engine.conftest import make_config
-
-    pipeline = MicPipeline(make_config("ws://x", tmp_path, audio={"echo_mode": "aec"}), "local-vad")
-    quiet = to_int16(np.random.default_rng(2).standard_normal(BLOCK) * 10)
-    pipeline.canceller = _ScriptedCanceller(np.tile(quiet, 400))  # type: ignore[assignment]
-    loud = to_int16(np.random.default_rng(3).standard_normal(BLOCK) * 3000)
-    for _ in range(60):  # 1.2 s of reply, the echo cancelled by ~50 dB
-        pipeline.feed(loud, playing=True, playback_dbfs=-15.0)
-    assert pipeline.echo.coupling_db == -40.0
-    pipeline.feed(loud, playing=True, playback_dbfs=None)  # starved
-    assert pipeline.echo.coupling_db == 0.0
-    for _ in range(60):
-        pipeline.feed(loud, playing=True, playback_dbfs=-15.0)
-    for _ in range(30):  # the reply ended; 0.6 s of silence
-        pipeline.feed(quiet, playing=False, playback_dbfs=None)
-    pipeline.feed(quiet, playing=True, playback_dbfs=None)  # the next reply starting
-    assert pipeline.echo.coupling_db == -40.0
+    assert steps[79].echo_ok  # the voice, kept: 21.5 dB below the playback

@@ -107,11 +107,6 @@ class EchoGuard:
             return SILENCE_DBFS
         return max(level for _, level in self._levels)
 
-    @property
-    def expects_echo(self) -> bool:
-        """Something audible was played within the last ``window_ms``."""
-        return self._playback_peak() > self.playback_floor_dbfs
-
     def expected_echo_dbfs(self) -> float:
         """The loudest echo recent playback can explain at the mic (guard mode)."""
         peak = self._playback_peak()

@@ -44,17 +44,22 @@ in about a second: see the README)."""
 AEC_ADDED_DB = 3.0
 """With ``aec``: a cleaned block this much louder than the raw mic is the canceller's
 own error, never the user (a voice adds to both)."""
-AEC_CANCELLED_DB = 10.0
+AEC_CANCELLED_DB = 6.0
 """With ``aec``: a block the canceller took this much out of was echo (its residual is
-what the check learns); near-end speech loses far less (measured on the loopback:
-0-7 dB for a voice as loud as the echo, 20-80 dB for the echo alone)."""
+what the check learns); a block it kept is judged by level and never learned from.
+Measured on the -6 / -20 dB loopback (``bench_aec.py --dump``, replayed): a voice as
+loud as the echo loses -5..+8 dB, mostly under 6; the echo alone 20-80 dB, but a
+word's onset after a pause in the reply only 8-13 dB (at 10 dB, 2 of 40 replies
+interrupted themselves in the replay; at 6 and 8 dB none)."""
 AEC_MIN_COUPLING_DB = -40.0
 """With ``aec``: the lowest residual echo (re the playback peak) the check may learn:
 a voice must be at least ``echo_margin_db`` above it. A canceller that removed the
-echo completely for a while (or an echo path with gaps) would teach a lower one, and
-the next residual burst (a word's onset after a pause, a shifted far end) would pass
-for the user: on the -6 dB loopback 3 of 20 replies interrupted themselves at -40 dB,
-1 of 20 at -30 dB (``benchmarks/bench_aec.py``)."""
+echo completely for a while would teach a lower one, and the next residual burst (a
+word's onset after a pause, a shifted far end) would pass for the user. Before the
+canceller's own evidence counted (``AEC_CANCELLED_DB``) that took a floor of -30 dB
+(3 of 20 replies interrupted themselves at -40 dB), which kept a voice as loud as a
+-20 dB echo from ever interrupting; with it, -40 dB passes that voice and no reply
+interrupted itself (``benchmarks/bench_aec.py``)."""
 
 
 @dataclass(slots=True)
@@ -173,11 +178,6 @@ class MicPipeline:
         # then do its window and hold run on after playback stops (and old levels expire)
         cancelled = step.block is not raw
         raw_dbfs = rms_dbfs(raw) if cancelled else dbfs
-        if cancelled and playing and playback_dbfs is None and self.echo.expects_echo:
-            # the speaker starved mid-reply (its callback stalled: no underrun flag, so
-            # the far end was not re-anchored) and resumes later than the far end says:
-            # the canceller must find the echo again, as after a speaker underrun
-            self.echo.relearn()
         echo_ok = self.echo.user_speaking(
             block, playback_dbfs, removed_db=raw_dbfs - dbfs if cancelled else None
         )
