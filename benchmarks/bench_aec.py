@@ -499,6 +499,65 @@ def bench_cpu() -> None:
         )
 
 
+def bench_idle() -> None:
+    """What the canceller costs while nothing plays (room noise at the mic, the far end
+    silent), and what skipping work then would do to the next reply: 6 s of reply, 4 s
+    of silence, 6 s of reply (synthetic -6 dB echo, 40 ms, two reflections); the ERLE
+    of the second reply's first 250 ms and 250-500 ms, and CPU during the silence
+    (from 1 s after the first reply: longer than any echo tail)."""
+    from livekit.rtc import AudioFrame
+
+    from voicecli.audio.aec import FRAME, _livekit_module
+
+    speech = read_wav_24k_mono(Path(__file__).parents[1] / "tests/fixtures/speech_one.wav")
+    speech = np.tile(speech, 4).astype(np.float64)
+    speech = speech / np.abs(speech).max() * 16000
+    far = np.concatenate([speech[: 6 * RATE], np.zeros(4 * RATE), speech[6 * RATE : 12 * RATE]])
+    echo = np.zeros_like(far)
+    for delay_ms, rel in ((40, 1.0), (47, 0.3), (59, -0.15)):
+        d = delay_ms * RATE // 1000
+        echo[d:] += 0.5 * rel * far[: len(far) - d]
+    room = np.random.default_rng(0).standard_normal(len(far)) * 10  # about -70 dBFS
+    mic = np.clip(np.rint(echo + room), -32768, 32767).astype(np.int16)
+    far16 = far.astype(np.int16)
+    second = 10 * RATE
+    for label, skip in (
+        ("every frame (as now)", None),
+        ("no far-end frames in the silence", "reverse"),
+        ("nothing in the silence", "both"),
+    ):
+        apm = _livekit_module()(
+            echo_cancellation=True, noise_suppression=True, high_pass_filter=True
+        )
+        near_buf, far_buf = bytearray(FRAME * 2), bytearray(FRAME * 2)
+        near_frame = AudioFrame(near_buf, RATE, 1, FRAME)
+        far_frame = AudioFrame(far_buf, RATE, 1, FRAME)
+        near, far_arr = np.frombuffer(near_buf, np.int16), np.frombuffer(far_buf, np.int16)
+        out = mic.copy()
+        idle_cpu = 0.0
+        for i in range(0, len(mic) // FRAME * FRAME, FRAME):
+            idle = 7 * RATE <= i < second
+            c0 = time.thread_time()
+            far_arr[:] = far16[i : i + FRAME]
+            if not (idle and skip is not None):
+                apm.process_reverse_stream(far_frame)
+            if not (idle and skip == "both"):
+                apm.set_stream_delay_ms(10)
+                near[:] = mic[i : i + FRAME]
+                apm.process_stream(near_frame)
+                out[i : i + FRAME] = near
+            if idle:
+                idle_cpu += time.thread_time() - c0
+        erle = [
+            10 * np.log10(power(mic[second + a : second + b]) / power(out[second + a : second + b]))
+            for a, b in ((0, RATE // 4), (RATE // 4, RATE // 2))
+        ]
+        print(
+            f"canceller in silence, {label}: {idle_cpu / 3 * 1000:.1f} ms CPU per s;"
+            f" the next reply's ERLE 0-250 ms {erle[0]:.0f} dB, 250-500 ms {erle[1]:.0f} dB"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
@@ -513,6 +572,7 @@ def main() -> None:
         DUMP.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-aec-"))
     bench_cpu()
+    bench_idle()
     asyncio.run(bench_self_interruption(args.replies, args.latency, tmp))
     for gain in (float(g) for g in args.gains.split(",") if g):
         asyncio.run(bench(gain, args.runs, tmp, args.latency))
