@@ -349,8 +349,8 @@ def test_at_minus_20_db_a_voice_as_loud_as_the_echo_counts_as_the_user(tmp_path:
     from tests.engine.conftest import make_config
 
     rng = np.random.default_rng(5)
-    echo = at_dbfs(rng.standard_normal(BLOCK * 80), -35.0)  # playback at -15 dBFS, -20 dB
-    voice = at_dbfs(rng.standard_normal(BLOCK), -35.0)  # as loud as the echo
+    echo = at_dbfs(rng.standard_normal(BLOCK * 81), -35.0)  # playback at -15 dBFS, -20 dB
+    voice = at_dbfs(rng.standard_normal(BLOCK * 2), -35.0)  # as loud as the echo
     raw = to_int16(np.concatenate([echo[: BLOCK * 79], echo[BLOCK * 79 :] + voice]))
     # the echo cancelled by 50 dB; the voice kept, 1.5 dB lost to double-talk suppression
     cleaned = to_int16(np.concatenate([echo[: BLOCK * 79] * 10 ** (-50 / 20), voice * 0.84]))
@@ -358,7 +358,31 @@ def test_at_minus_20_db_a_voice_as_loud_as_the_echo_counts_as_the_user(tmp_path:
     pipeline.canceller = _ScriptedCanceller(cleaned)  # type: ignore[assignment]
     steps = [
         pipeline.feed(raw[k * BLOCK : (k + 1) * BLOCK], playing=True, playback_dbfs=-15.0)
-        for k in range(80)
+        for k in range(81)
     ]
-    assert not any(step.echo_ok for step in steps[:79])  # the echo, cancelled: never the user
-    assert steps[79].echo_ok  # the voice, kept: 21.5 dB below the playback
+    assert not any(step.echo_ok for step in steps[:80])  # the echo: never the user
+    assert steps[80].echo_ok  # the voice, kept (its 2nd block): 21.5 dB below the playback
+
+
+def test_a_one_block_residual_burst_is_not_the_user(tmp_path: Path) -> None:
+    """The canceller briefly losing the echo (a word's onset after a pause) leaves one
+    loud, barely cancelled block; the user's voice passes for several in a row. Seen on
+    the loopback: a burst 5.9 dB below the mic, 12 dB below the playback, 2.4 s into a
+    reply, barged in (``bench_aec.py --dump``, replayed)."""
+    from tests.engine.conftest import make_config
+
+    rng = np.random.default_rng(7)
+    echo = at_dbfs(rng.standard_normal(BLOCK * 84), -35.0)  # playback at -15 dBFS
+    gains = np.full(84, 10 ** (-50 / 20))  # cancelled by 50 dB...
+    gains[79] = 10 ** (-5.9 / 20)  # ...but one burst
+    gains[81:83] = 10 ** (-3 / 20)  # then two blocks kept (as a voice would be)
+    cleaned = to_int16(echo * np.repeat(gains, BLOCK))
+    pipeline = MicPipeline(make_config("ws://x", tmp_path, audio={"echo_mode": "aec"}), "local-vad")
+    pipeline.canceller = _ScriptedCanceller(cleaned)  # type: ignore[assignment]
+    raw = to_int16(echo)
+    ok = [
+        pipeline.feed(raw[k * BLOCK : (k + 1) * BLOCK], playing=True, playback_dbfs=-15.0).echo_ok
+        for k in range(84)
+    ]
+    assert not any(ok[:82])  # the burst alone, and the first kept block, are not the user
+    assert ok[82]  # the second kept block in a row is

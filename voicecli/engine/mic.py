@@ -51,6 +51,9 @@ Measured on the -6 / -20 dB loopback (``bench_aec.py --dump``, replayed): a voic
 loud as the echo loses -5..+8 dB, mostly under 6; the echo alone 20-80 dB, but a
 word's onset after a pause in the reply only 8-13 dB (at 10 dB, 2 of 40 replies
 interrupted themselves in the replay; at 6 and 8 dB none)."""
+AEC_CONFIRM_BLOCKS = 2
+"""With ``aec``: a block counts as the user only when the residual check passed this
+many blocks in a row (20 ms each)."""
 AEC_MIN_COUPLING_DB = -40.0
 """With ``aec``: the lowest residual echo (re the playback peak) the check may learn:
 a voice must be at least ``echo_margin_db`` above it. A canceller that removed the
@@ -113,6 +116,7 @@ class MicPipeline:
             frame_ms=config.vad.frame_ms,
         )
         self.echo = self._guard()
+        self._passed = 0  # consecutive blocks the residual check passed (aec)
         self._heard_ms = 0.0  # mic time fed to the endpointer (its clock)
         self._onset_ms: float | None = None  # the last speech onset, on that clock
 
@@ -185,6 +189,13 @@ class MicPipeline:
             # the canceller subtracted an echo that was not there (the echo path broke
             # off: a speaker underrun, a moved device): its output is no one's voice
             echo_ok = False
+        if cancelled:
+            # a residual burst (the canceller briefly losing the echo) lasts one block;
+            # the user's voice passes for several in a row: take the second
+            echo_ok, self._passed = (
+                echo_ok and self._passed >= AEC_CONFIRM_BLOCKS - 1,
+                (self._passed + 1 if echo_ok else 0),
+            )
         step.echo_ok = echo_ok
         if tc.muted:
             return step
