@@ -4,9 +4,12 @@ endpointing and turn control -> the actions to take (append, commit, clear, barg
 With ``echo_mode`` ``aec`` every block first goes through the
 :class:`~voicecli.audio.aec.EchoCanceller` and everything after it (level, VAD, the
 appends, the recording) sees the cleaned block. The echo guard then judges the
-*cleaned* signal: it learns the residual echo (starting from the safe 0 dB, over
+*cleaned* signal with the canceller's evidence: a block it removed ``AEC_CANCELLED_DB``
+from is echo and its residual is learned (starting from the safe 0 dB, over
 ``AEC_LEARN_MS``), so a canceller that has not converged yet cannot make the first
-reply interrupt itself, and once it has, a voice as loud as the echo passes.
+reply interrupt itself; a block it kept counts as the user when it is
+``echo_margin_db`` above that residual, two blocks in a row. A barge-in says how long
+the voice had been going, so the truncate can go back to its onset.
 
 Sans-I/O like the turn controller it drives: the engine hands it a block and the
 speaker's state and gets a :class:`MicStep` back; nothing here sends, sleeps or
