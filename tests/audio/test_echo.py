@@ -241,3 +241,37 @@ def test_the_learned_coupling_persists_across_replies(
     fresh_verdicts = judge(EchoGuard("guard"), mic, playback[: len(user)])
     assert sum(v for v, g in zip(learned_verdicts, guarded, strict=True) if g) > 20
     assert not any(v for v, g in zip(fresh_verdicts, guarded, strict=True) if g)
+
+
+def _noise_block(dbfs: float, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal(BLOCK)
+    return scaled(x / np.sqrt(np.mean(x**2)) * 32768, dbfs)
+
+
+def test_with_a_canceller_what_it_removed_is_echo_however_loud() -> None:
+    """``removed_db``: a block the canceller took ``cancelled_db`` out of is echo (its
+    residual is learned); a block it kept is judged by level only."""
+    guard = EchoGuard("guard", learn_ms=1000, min_coupling_db=-40.0, cancelled_db=10.0)
+    for k in range(60):  # 1.2 s of a well-cancelled echo: residual 60 dB below playback
+        assert not guard.user_speaking(_noise_block(-75.0, k), -15.0, removed_db=50.0)
+    assert guard.coupling_db == -40.0
+    loud = _noise_block(-20.0, 99)  # 5 dB below the playback: far above the threshold
+    assert not guard.user_speaking(loud, -15.0, removed_db=12.0)  # cancelled: echo
+    assert guard.user_speaking(loud, -15.0, removed_db=3.0)  # kept: the user
+
+
+def test_with_a_canceller_a_kept_voice_below_the_threshold_is_not_learned() -> None:
+    """A quiet voice the canceller kept (below the threshold) must not raise the
+    threshold: the next, slightly louder word would not pass either."""
+    guard = EchoGuard("guard", learn_ms=1000, min_coupling_db=-40.0, cancelled_db=10.0)
+    for k in range(60):
+        guard.user_speaking(_noise_block(-75.0, k), -15.0, removed_db=50.0)
+    for k in range(50):  # 1 s of a voice 32 dB below the playback (threshold: -30 dB)
+        assert not guard.user_speaking(_noise_block(-47.0, k), -15.0, removed_db=2.0)
+    assert guard.coupling_db == -40.0
+    without = EchoGuard("guard", learn_ms=1000, min_coupling_db=-40.0)
+    for k in range(60):
+        without.user_speaking(_noise_block(-75.0, k), -15.0)
+    for k in range(50):
+        without.user_speaking(_noise_block(-47.0, k), -15.0)
+    assert without.coupling_db > -40.0  # the level test alone learns it as echo

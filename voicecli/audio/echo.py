@@ -57,6 +57,7 @@ class EchoGuard:
         learn_ms: int = 2000,
         rise_db_per_s: float = 5.0,
         playback_floor_dbfs: float = -60.0,
+        cancelled_db: float = 10.0,
     ) -> None:
         if mode not in ("off", "guard", "half-duplex"):
             raise ValueError(f"echo mode must be off, guard or half-duplex, got {mode!r}")
@@ -76,6 +77,7 @@ class EchoGuard:
         self.learn_ms = learn_ms
         self.rise_db_per_s = rise_db_per_s
         self.playback_floor_dbfs = playback_floor_dbfs
+        self.cancelled_db = cancelled_db
         self._bucket_len = learn_ms * SAMPLE_RATE // 1000 // _BUCKETS  # mic samples
         self._buckets = [coupling_db] * _BUCKETS  # the initial value fills the window
         self._bucket = 0
@@ -124,9 +126,21 @@ class EchoGuard:
             self._bucket = b
             buckets[b] = self.min_coupling_db  # the oldest bucket leaves the window
 
-    def user_speaking(self, block: Int16Array | bytes, playback_dbfs: float | None) -> bool:
+    def user_speaking(
+        self,
+        block: Int16Array | bytes,
+        playback_dbfs: float | None,
+        *,
+        removed_db: float | None = None,
+    ) -> bool:
         """True when ``block`` (mic, 24 kHz) should count as the user's voice, given the
-        level of what is being played right now (``None``: nothing is playing)."""
+        level of what is being played right now (``None``: nothing is playing).
+
+        ``removed_db``: how much an echo canceller upstream took out of this block (mic
+        dB - cleaned dB; None: no canceller). A block it removed ``cancelled_db`` or more
+        from was echo, whatever its level, and its residual is what the guard learns;
+        a block it kept (near-end speech, or an echo it failed to find) is judged by
+        level but never learned from, so a voice below the threshold cannot raise it."""
         arr = as_int16(block)
         self._now += arr.shape[0]
         audible = playback_dbfs is not None and playback_dbfs > self.playback_floor_dbfs
@@ -147,7 +161,11 @@ class EchoGuard:
         if peak <= self.playback_floor_dbfs:
             return True  # nothing audible was played recently: no echo to explain
         d = rms_dbfs(arr) - peak
+        if removed_db is not None and removed_db >= self.cancelled_db:
+            self._learn(d, arr.shape[0])  # the canceller found it: echo
+            return False
         if d > self.coupling_db + self.margin_db:
             return True
-        self._learn(d, arr.shape[0])
+        if removed_db is None or d <= self.min_coupling_db:
+            self._learn(d, arr.shape[0])
         return False

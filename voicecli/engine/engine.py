@@ -573,8 +573,8 @@ class Engine:
 
     # -- playback ----------------------------------------------------------------------
 
-    def _barge_in(self, *, server_cancels: bool) -> None:
-        if self._playback.barge_in(server_cancels=server_cancels):
+    def _barge_in(self, *, server_cancels: bool, voice_ms: float = 0.0) -> None:
+        if self._playback.barge_in(server_cancels=server_cancels, voice_ms=voice_ms):
             self._journal.flush_settled(self._playback.truncating_items())
 
     def _settled(self) -> None:
@@ -628,7 +628,7 @@ class Engine:
             elif isinstance(action, Clear):
                 self._send(self._ev.clear())
             elif isinstance(action, BargeIn):
-                self._barge_in(server_cancels=False)
+                self._barge_in(server_cancels=False, voice_ms=action.voice_ms)
         if actions:  # called for every mic block: a silent one must not wake the sender
             self._outbox_ready.set()
 

@@ -4,9 +4,12 @@ endpointing and turn control -> the actions to take (append, commit, clear, barg
 With ``echo_mode`` ``aec`` every block first goes through the
 :class:`~voicecli.audio.aec.EchoCanceller` and everything after it (level, VAD, the
 appends, the recording) sees the cleaned block. The echo guard then judges the
-*cleaned* signal: it learns the residual echo (starting from the safe 0 dB, over
+*cleaned* signal with the canceller's evidence: a block it removed ``AEC_CANCELLED_DB``
+from is echo and its residual is learned (starting from the safe 0 dB, over
 ``AEC_LEARN_MS``), so a canceller that has not converged yet cannot make the first
-reply interrupt itself, and once it has, a voice as loud as the echo passes.
+reply interrupt itself; a block it kept counts as the user when it is
+``echo_margin_db`` above that residual, two blocks in a row. A barge-in says how long
+the voice had been going, so the truncate can go back to its onset.
 
 Sans-I/O like the turn controller it drives: the engine hands it a block and the
 speaker's state and gets a :class:`MicStep` back; nothing here sends, sleeps or
@@ -15,7 +18,7 @@ publishes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,7 +36,8 @@ from voicecli.audio.tap import FarEndTap
 from voicecli.audio.vad import Endpointer, SpeechEnd, SpeechStart
 from voicecli.config import Config
 from voicecli.engine.status import TurnMode, VadState
-from voicecli.engine.turns import Action, TurnController
+from voicecli.engine.turns import Action, BargeIn, TurnController
+from voicecli.pcm import SAMPLE_RATE
 
 Int16Block = np.ndarray[Any, np.dtype[np.int16]]
 
@@ -43,13 +47,25 @@ in about a second: see the README)."""
 AEC_ADDED_DB = 3.0
 """With ``aec``: a cleaned block this much louder than the raw mic is the canceller's
 own error, never the user (a voice adds to both)."""
-AEC_MIN_COUPLING_DB = -30.0
+AEC_CANCELLED_DB = 6.0
+"""With ``aec``: a block the canceller took this much out of was echo (its residual is
+what the check learns); a block it kept is judged by level and never learned from.
+Measured on the -6 / -20 dB loopback (``bench_aec.py --dump``, replayed): a voice as
+loud as the echo loses -5..+8 dB, mostly under 6; the echo alone 20-80 dB, but a
+word's onset after a pause in the reply only 8-13 dB (at 10 dB, 2 of 40 replies
+interrupted themselves in the replay; at 6 and 8 dB none)."""
+AEC_CONFIRM_BLOCKS = 2
+"""With ``aec``: a block counts as the user only when the residual check passed this
+many blocks in a row (20 ms each)."""
+AEC_MIN_COUPLING_DB = -40.0
 """With ``aec``: the lowest residual echo (re the playback peak) the check may learn:
 a voice must be at least ``echo_margin_db`` above it. A canceller that removed the
-echo completely for a while (or an echo path with gaps) would teach a lower one, and
-the next residual burst (a word's onset after a pause, a shifted far end) would pass
-for the user: on the -6 dB loopback 3 of 20 replies interrupted themselves at -40 dB,
-1 of 20 at -30 dB (``benchmarks/bench_aec.py``)."""
+echo completely for a while would teach a lower one, and the next residual burst (a
+word's onset after a pause, a shifted far end) would pass for the user. Before the
+canceller's own evidence counted (``AEC_CANCELLED_DB``) that took a floor of -30 dB
+(3 of 20 replies interrupted themselves at -40 dB), which kept a voice as loud as a
+-20 dB echo from ever interrupting; with it, -40 dB passes that voice and no reply
+interrupted itself (``benchmarks/bench_aec.py``)."""
 
 
 @dataclass(slots=True)
@@ -67,6 +83,8 @@ class MicStep:
     """The block as everything downstream sees it (echo cancelled with ``aec``)."""
     notice: str | None = None
     """The echo canceller failed with this block: one line (now on the echo guard)."""
+    echo_ok: bool = True
+    """The echo handling let this block count as the user's (benchmarks read it)."""
 
 
 class MicPipeline:
@@ -101,6 +119,9 @@ class MicPipeline:
             frame_ms=config.vad.frame_ms,
         )
         self.echo = self._guard()
+        self._passed = 0  # consecutive blocks the residual check passed (aec)
+        self._heard_ms = 0.0  # mic time fed to the endpointer (its clock)
+        self._onset_ms: float | None = None  # the last speech onset, on that clock
 
     def _guard(self) -> EchoGuard:
         if self.echo_mode == "aec":
@@ -109,6 +130,7 @@ class MicPipeline:
                 margin_db=self._margin_db,
                 learn_ms=AEC_LEARN_MS,
                 min_coupling_db=AEC_MIN_COUPLING_DB,
+                cancelled_db=AEC_CANCELLED_DB,
             )
         return EchoGuard(self.echo_mode, margin_db=self._margin_db)
 
@@ -161,11 +183,23 @@ class MicPipeline:
         dbfs = rms_dbfs(block)
         # fed every block, playing or not: the guard counts time in mic samples, so only
         # then do its window and hold run on after playback stops (and old levels expire)
-        echo_ok = self.echo.user_speaking(block, playback_dbfs)
-        if step.block is not raw and dbfs > rms_dbfs(raw) + AEC_ADDED_DB:
+        cancelled = step.block is not raw
+        raw_dbfs = rms_dbfs(raw) if cancelled else dbfs
+        echo_ok = self.echo.user_speaking(
+            block, playback_dbfs, removed_db=raw_dbfs - dbfs if cancelled else None
+        )
+        if cancelled and dbfs > raw_dbfs + AEC_ADDED_DB:
             # the canceller subtracted an echo that was not there (the echo path broke
             # off: a speaker underrun, a moved device): its output is no one's voice
             echo_ok = False
+        if cancelled:
+            # a residual burst (the canceller briefly losing the echo) lasts one block;
+            # the user's voice passes for several in a row: take the second
+            echo_ok, self._passed = (
+                echo_ok and self._passed >= AEC_CONFIRM_BLOCKS - 1,
+                (self._passed + 1 if echo_ok else 0),
+            )
+        step.echo_ok = echo_ok
         if tc.muted:
             return step
         step.level = max(0.0, min(1.0, (dbfs + 60.0) / 60.0))
@@ -173,8 +207,11 @@ class MicPipeline:
         # room): while the guard still expects it, treat the assistant as audible
         tc.playing = playing or not echo_ok
         covered = False
-        for event in self.endpointer.feed(block):
+        events = self.endpointer.feed(block)
+        self._heard_ms += len(block) * 1000 / SAMPLE_RATE
+        for event in events:
             if isinstance(event, SpeechStart):
+                self._onset_ms = event.t_ms
                 step.vad = "speech"
                 step.actions.extend(tc.speech_start(event.preroll.tobytes(), echo_ok=echo_ok))
                 # in local-vad the pre-roll carries this block (sent, or held as
@@ -188,6 +225,13 @@ class MicPipeline:
             ep = self.endpointer
             voiced = dbfs > ep.noise_floor_dbfs + ep.gate_db
             step.actions.extend(tc.block(block.tobytes(), echo_ok=echo_ok, voiced=voiced))
+        if self._onset_ms is not None:
+            # the voice began before the endpointer was sure of it (and before the echo
+            # check passed): the barge-in says how long ago, for the truncate
+            voice_ms = self._heard_ms - self._onset_ms
+            step.actions = [
+                replace(a, voice_ms=voice_ms) if isinstance(a, BargeIn) else a for a in step.actions
+            ]
         return step
 
 

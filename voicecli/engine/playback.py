@@ -277,16 +277,17 @@ class PlaybackTracker:
 
     # -- barge-in ------------------------------------------------------------------------------
 
-    def barge_in(self, *, server_cancels: bool) -> bool:
+    def barge_in(self, *, server_cancels: bool, voice_ms: float = 0.0) -> bool:
         """Stop the assistant: flush, cancel (unless the server does), truncate to what
-        was heard. False when nothing was playing or running."""
+        was heard; ``voice_ms`` > 0 (the user's voice began that long ago): to what was
+        heard when it began. False when nothing was playing or running."""
         active = self._conversation.active_response_id
         active_for_cancel = None if active in self._cancel_sent else active
         parts = [
             PlayedPart(
                 item_id,
                 ci,
-                self.sink.played_ms(item_id, ci),
+                max(0.0, self.sink.played_ms(item_id, ci) - voice_ms),
                 part.received_bytes,
                 part.done,
                 part.truncated,
@@ -322,7 +323,10 @@ class PlaybackTracker:
             ]
             for cut, *_ in cuts:
                 self._pending_truncates[f"settling:{cut.item_id}"] = cut.item_id
-            self._spawn(self._truncate_when_heard(cuts, recorded), "voicecli-truncate")
+            self._spawn(
+                self._truncate_when_heard(cuts, recorded, at_onset=voice_ms > 0),
+                "voicecli-truncate",
+            )
         else:
             for cut in plan.truncates:
                 self._send_truncate(cut.item_id, cut.content_index, cut.audio_end_ms)
@@ -347,17 +351,26 @@ class PlaybackTracker:
         self._send(event)
 
     async def _truncate_when_heard(
-        self, cuts: list[tuple[Truncate, int, bool]], recorded: dict[PartKey, _Recorded]
+        self,
+        cuts: list[tuple[Truncate, int, bool]],
+        recorded: dict[PartKey, _Recorded],
+        *,
+        at_onset: bool = False,
     ) -> None:
         """After a flush: wait until the sink has played out what the device held (at
-        most its latency plus a margin), then truncate each part to what was heard."""
+        most its latency plus a margin), then truncate each part to what was heard
+        (``at_onset``: as planned, to what was heard when the user's voice began)."""
         with contextlib.suppress(TimeoutError):
             async with aio.timeout(self._output_latency + SETTLE_MARGIN_S):
                 await self.sink.drained()
         for cut, received_bytes, done in cuts:
             self._pending_truncates.pop(f"settling:{cut.item_id}", None)
             played = self.sink.played_ms(cut.item_id, cut.content_index)
-            end = max(cut.audio_end_ms, truncate_point(played, received_bytes))
+            end = (
+                cut.audio_end_ms
+                if at_onset
+                else max(cut.audio_end_ms, truncate_point(played, received_bytes))
+            )
             if done and end >= received_bytes // BYTES_PER_MS:
                 continue  # heard to its end after all: nothing to cut
             self._send_truncate(cut.item_id, cut.content_index, end)

@@ -40,6 +40,10 @@ class Clear:
 class BargeIn:
     """The user started speaking: stop playback, cancel and truncate (see bargein.py)."""
 
+    voice_ms: float = 0.0
+    """How long the voice had been going when this was decided (mic time from its
+    onset): the truncate reports what was played when the voice began."""
+
 
 Action = Append | Commit | Clear | BargeIn
 
