@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from voicecli.audio.aec import EchoCanceller
-from voicecli.audio.sinks import DeviceSink
+from voicecli.audio.device_sink import DeviceSink
 from voicecli.audio.sources import DeviceSource
 from voicecli.audio.wav import read_wav_24k_mono
 from voicecli.config import load_config

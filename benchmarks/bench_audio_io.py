@@ -54,7 +54,7 @@ def timed(cls: type, wall: list[int], cpu: list[int]) -> type:
 
 
 async def bench_sink() -> None:
-    from voicecli.audio.sinks import DeviceSink
+    from voicecli.audio.device_sink import DeviceSink
 
     wall: list[int] = []
     cpu: list[int] = []

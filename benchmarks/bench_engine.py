@@ -182,7 +182,7 @@ async def bench_playback() -> None:
     pulse = have_pulse()
     sink: AudioSink
     if pulse:
-        from voicecli.audio.sinks import DeviceSink
+        from voicecli.audio.device_sink import DeviceSink
 
         sink = DeviceSink(None)
         label = "DeviceSink -> PulseAudio null sink, measured with parec"

@@ -4,7 +4,7 @@
     PULSE_SERVER=... python benchmarks/bench_playback_load.py [--latencies 0.2,0.05,0.03]
 
 The microphone is open and read throughout, as in the app. For each latency a
-:class:`~voicecli.audio.sinks.DeviceSink` plays a continuous 440 Hz
+:class:`~voicecli.audio.device_sink.DeviceSink` plays a continuous 440 Hz
 tone (written ahead, as the server sends audio faster than real time) into the
 PulseAudio null sink while ``parec`` records its monitor. Dropouts are counted in the
 recording itself: 2 ms windows inside the tone where it fell silent (PortAudio's
@@ -41,7 +41,7 @@ from bench_engine import have_pulse, record_speaker
 from bench_ui import long_conversation
 
 from tests.ui.fakes import FakeEngine
-from voicecli.audio.sinks import DeviceSink
+from voicecli.audio.device_sink import DeviceSink
 from voicecli.audio.sources import DeviceSource
 from voicecli.protocol.notifications import ResponseDone, TranscriptDelta
 from voicecli.ui.app import VoiceApp

@@ -122,7 +122,7 @@ async def audio_devices(cfg: Config, tmp: Path) -> Any:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(devices, "find_device", lambda spec, kind: f"{kind}:{spec}")
         mp.setattr("voicecli.audio.sources.DeviceSource", _Device)
-        mp.setattr("voicecli.audio.sinks.DeviceSink", _Device)
+        mp.setattr("voicecli.audio.device_sink.DeviceSink", _Device)
         source, sink, notices = compose.ui_audio(cfg)
     built = [d for d in (source, sink) if isinstance(d, _Device)]
     return [(d.device, d.options) for d in built], notices

@@ -108,8 +108,8 @@ def ui_audio(config: Config) -> tuple[AudioSource | None, AudioSink | None, list
 
     Never raises for a missing or broken device: the UI must open in text mode anyway.
     """
+    from voicecli.audio.device_sink import DeviceSink
     from voicecli.audio.devices import PortAudioMissing, find_device
-    from voicecli.audio.sinks import DeviceSink
     from voicecli.audio.sources import DeviceSource
 
     notices: list[str] = []
@@ -214,8 +214,8 @@ async def _ask(ep: Endpoint, args: argparse.Namespace, files: AskFiles) -> int:
 async def _ask_speaker(config: Config) -> AudioSink:
     """The speaker, started (``ask`` fails before connecting when it cannot play)."""
     from voicecli.ask import DeviceFailed
+    from voicecli.audio.device_sink import DeviceSink
     from voicecli.audio.devices import AudioDeviceError, DeviceNotFound, PortAudioMissing
-    from voicecli.audio.sinks import DeviceSink
 
     try:
         sink = DeviceSink(config.audio.output_device, latency=config.audio.output_latency)

@@ -25,9 +25,9 @@ import pytest
 
 from tests.audio.conftest import FIXTURES, noise
 from tests.conftest import require
-from voicecli.audio import sinks
+from voicecli.audio import device_sink
+from voicecli.audio.device_sink import DeviceSink
 from voicecli.audio.devices import AudioDeviceLost
-from voicecli.audio.sinks import DeviceSink
 from voicecli.audio.sources import DeviceSource
 from voicecli.audio.wav import read_wav_24k_mono
 
@@ -315,7 +315,7 @@ async def test_a_stream_stopped_while_idle_plays_the_next_reply_completely(
 ) -> None:
     """Two replies, each after an idle stop (the stream restarts twice)."""
     monkeypatch.setenv("PULSE_SINK", pulse.speaker)
-    monkeypatch.setattr(sinks, "_IDLE_CHECK_S", 0.05)
+    monkeypatch.setattr(device_sink, "_IDLE_CHECK_S", 0.05)
     recorder = Recorder(f"{pulse.speaker}.monitor", tmp_path / "heard.raw")
     sink = DeviceSink(None, idle_stop_s=0.3)
     replies = {"first": speech[: RATE * 2], "second": speech[: RATE * 2][::-1].copy()}
@@ -354,7 +354,7 @@ async def test_the_mic_keeps_capturing_while_the_speaker_stops_and_starts(
     idle stop uses Pa_StopStream (the callback thread ends by itself)."""
     monkeypatch.setenv("PULSE_SINK", pulse.speaker)
     monkeypatch.setenv("PULSE_SOURCE", f"{pulse.mic}.monitor")
-    monkeypatch.setattr(sinks, "_IDLE_CHECK_S", 0.02)
+    monkeypatch.setattr(device_sink, "_IDLE_CHECK_S", 0.02)
     sink = DeviceSink(None, idle_stop_s=0.05)
     got = 0
     async with DeviceSource(None) as src:

@@ -14,9 +14,10 @@ import pytest
 
 from tests.audio.conftest import tone
 from tests.audio.fake_sd import FakeSoundDevice, OutputStream
-from voicecli.audio import sinks
+from voicecli.audio import device_sink as speaker_module
+from voicecli.audio.device_sink import DeviceSink
 from voicecli.audio.ledger import PlayedLedger
-from voicecli.audio.sinks import AudioSink, DeviceSink, NullSink, WavFileSink
+from voicecli.audio.sinks import AudioSink, NullSink, WavFileSink
 from voicecli.audio.wav import read_wav_24k_mono
 
 RATE = 24_000
@@ -117,10 +118,10 @@ async def test_wav_file_sink_writes_what_is_played(tmp_path: Any) -> None:
 @pytest.fixture
 def fake_sd(monkeypatch: pytest.MonkeyPatch) -> FakeSoundDevice:
     fake = FakeSoundDevice()
-    monkeypatch.setattr(sinks, "sounddevice_module", lambda: fake)
-    monkeypatch.setattr(sinks, "find_device", lambda spec, kind: None)
-    monkeypatch.setattr(sinks, "choose_rate", lambda device, kind: RATE)
-    monkeypatch.setattr(sinks, "START_SILENCE_BLOCKS", 0)  # see the test of it below
+    monkeypatch.setattr(speaker_module, "sounddevice_module", lambda: fake)
+    monkeypatch.setattr(speaker_module, "find_device", lambda spec, kind: None)
+    monkeypatch.setattr(speaker_module, "choose_rate", lambda device, kind: RATE)
+    monkeypatch.setattr(speaker_module, "START_SILENCE_BLOCKS", 0)  # see the test of it below
     return fake
 
 
@@ -210,7 +211,7 @@ async def test_device_sink_drained_is_woken_by_the_callback_then_waits_for_the_d
 async def test_device_sink_whose_callback_stops_is_lost_not_waited_for_ever(
     fake_sd: FakeSoundDevice, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sinks, "STALL_GRACE_S", 0.05)
+    monkeypatch.setattr(speaker_module, "STALL_GRACE_S", 0.05)
     sink, stream = device_sink(fake_sd, latency=0.01, prebuffer_ms=0)
     sink.write(np.full(2400, 3000, np.int16), "a")  # 100 ms, due within 110 ms
     stream.pull(240, now=0.0)  # one callback, then the sound server stalls
@@ -264,7 +265,7 @@ def test_device_sink_ring_overflow_waits_on_the_loop(fake_sd: FakeSoundDevice) -
 def test_device_sink_resamples_for_a_device_without_24k(
     fake_sd: FakeSoundDevice, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sinks, "choose_rate", lambda device, kind: 48_000)
+    monkeypatch.setattr(speaker_module, "choose_rate", lambda device, kind: 48_000)
     sink, stream = device_sink(fake_sd, prebuffer_ms=0)
     assert stream.kwargs["samplerate"] == 48_000 and stream.kwargs["blocksize"] == 480
     sink.write(tone(1000, 0.5), "a")
@@ -382,7 +383,7 @@ async def wait_until(check: Any, timeout: float = 2.0) -> None:
 
 @pytest.fixture
 def quick_idle(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sinks, "_IDLE_CHECK_S", 0.02)
+    monkeypatch.setattr(speaker_module, "_IDLE_CHECK_S", 0.02)
 
 
 async def test_an_idle_stream_stops_and_the_next_audio_starts_it_again(
@@ -466,7 +467,7 @@ async def test_every_start_plays_silence_first(
 ) -> None:
     """The first block after a start loses its beginning on PulseAudio (measured):
     the audio waits for START_SILENCE_BLOCKS of silence, after a restart too."""
-    monkeypatch.setattr(sinks, "START_SILENCE_BLOCKS", 2)
+    monkeypatch.setattr(speaker_module, "START_SILENCE_BLOCKS", 2)
     sink, stream = device_sink(fake_sd, prebuffer_ms=0, idle_stop_s=0.05)
     for _ in range(2):  # the first start, then a restart after an idle stop
         sink.write(np.full(960, 3000, np.int16), "a")
@@ -485,7 +486,7 @@ async def test_every_start_plays_silence_first(
 async def test_close_does_not_hang_on_a_stop_that_never_returns(
     fake_sd: FakeSoundDevice, quick_idle: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sinks, "SWITCH_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(speaker_module, "SWITCH_TIMEOUT_S", 0.1)
     sink, stream = device_sink(fake_sd, idle_stop_s=0.02)
     release = threading.Event()
     stopping = threading.Event()
