@@ -40,6 +40,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from local_stack import PAREC_SPEAKER, free_port
+
 from tests.engine.conftest import utterance
 from voicecli.audio.sinks import NullSink
 from voicecli.config import Config, load_config
@@ -147,16 +149,7 @@ async def record_speaker(raw: Path) -> subprocess.Popen[bytes]:
     """Start ``parec`` recording the null sink's monitor (24 kHz mono s16le) into
     ``raw``; returns once it is running. Terminate it to stop."""
     rec = subprocess.Popen(
-        [
-            "parec",
-            "-d",
-            "speaker.monitor",
-            "--raw",
-            "--rate=24000",
-            "--channels=1",
-            "--format=s16le",
-            "--latency-msec=10",
-        ],
+        PAREC_SPEAKER,
         stdout=raw.open("wb"),
     )
     await asyncio.sleep(0.3)
@@ -277,14 +270,6 @@ class LoopSource:
             yield self.turn[i % len(self.turn)]
             if i % 25 == 0:
                 await asyncio.sleep(0)  # let the socket tasks run (a real mic waits here)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def bench_soak(minutes: float) -> None:

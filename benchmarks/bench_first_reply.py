@@ -27,11 +27,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import wave
 from collections.abc import Callable
@@ -43,6 +41,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from local_stack import PAREC_SPEAKER, Stack, local_stack  # noqa: E402
 
 from voicecli.server.synth import tone_voice  # noqa: E402
 
@@ -85,12 +85,6 @@ def loadavg() -> str:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def read_wav(path: Path) -> np.ndarray[Any, np.dtype[np.int16]]:
@@ -164,16 +158,7 @@ class Recorder:
         self.path = path
         self._file = path.open("wb")
         self._proc = subprocess.Popen(
-            [
-                "parec",
-                "-d",
-                "speaker.monitor",
-                "--raw",
-                "--rate=24000",
-                "--channels=1",
-                "--format=s16le",
-                "--latency-msec=10",
-            ],
+            PAREC_SPEAKER,
             stdout=self._file,
             env=env,
         )
@@ -386,19 +371,16 @@ def main() -> None:
     for tool in ("tmux", "pulseaudio", "parec", "espeak-ng"):
         if shutil.which(tool) is None:
             sys.exit(f"bench_first_reply: {tool} is missing (scripts/_setup.sh installs it)")
-    work = Path(tempfile.mkdtemp(prefix="voicecli-first-", dir="/tmp"))
-    audio_dir = work / "audio"
-    subprocess.run(
-        [str(REPO / "scripts/virtual-audio-start"), str(audio_dir)], check=True, capture_output=True
-    )
-    env = dict(os.environ, PULSE_SERVER=f"unix:{audio_dir}/pulse.sock")
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "voicecli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with local_stack("voicecli-first-", keep=args.keep) as stack:
+        try:
+            run(stack, args)
+        finally:
+            subprocess.run(["tmux", "-L", TMUX_SOCKET, "kill-server"], capture_output=True)
+
+
+def run(stack: Stack, args: argparse.Namespace) -> None:
+    """The series the options ask for, printed as they go, then their summaries."""
+    work, env = stack.work, stack.env
     config = work / "config.toml"
     text = f'[storage]\ndata_dir = "{work / "data"}"\n'
     if args.latency is not None:
@@ -411,62 +393,50 @@ def main() -> None:
         "--config",
         str(config),
         "--url",
-        f"ws://127.0.0.1:{port}/v1/realtime",
+        stack.url,
     ]
     command = " ".join([*base, "--turn-mode", "local-vad"])
     question = work / "question.wav"
     subprocess.run(["espeak-ng", "-w", str(question), QUESTION], check=True)
     print(f"load average at start: {loadavg()} ({os.cpu_count()} CPUs)", flush=True)
-    try:
-        time.sleep(1)  # the server listens
-        tuis: dict[Path, list[Result]] = {c: [] for c in args.checkouts}
-        seconds: dict[Path, list[Result]] = {c: [] for c in args.checkouts}
-        done = 0
-        for n in range(args.runs):
-            for c, tui in tuis.items():
-                idle = args.idle_cpu if n == args.runs - 1 else 0
-                first, later = tui_run(done, work, env, command, idle, c.resolve(), args.second)
-                tui.append(first)
-                done += 1
-                for name, result in [("first", first), ("second", later)]:
-                    if result is not None:
-                        h, u, load = result
-                        print(
-                            f"tui {n} {c} {name}: underruns {u}, correlation "
-                            f"{h.correlation:.5f}, gaps+ {h.extra_gaps}, "
-                            f"length+ {h.length_change_ms:.1f} ms (load {load})",
-                            flush=True,
-                        )
-                if later is not None:
-                    seconds[c].append(later)
-        asks = []
-        for n in range(args.ask_runs):
-            asks.append(ask_run(n, work, env, base, question))
-            h, _, load = asks[-1]
-            print(
-                f"ask {n}: correlation {h.correlation:.5f}, gaps+ {h.extra_gaps}"
-                f", length+ {h.length_change_ms:.1f} ms (load {load})",
-                flush=True,
-            )
+    time.sleep(1)  # the server listens
+    tuis: dict[Path, list[Result]] = {c: [] for c in args.checkouts}
+    seconds: dict[Path, list[Result]] = {c: [] for c in args.checkouts}
+    done = 0
+    for n in range(args.runs):
         for c, tui in tuis.items():
-            if tui:
-                report(f"tui, {c} (typed message right after connecting)", tui)
-            if seconds[c]:
-                report(f"tui, {c}: the second reply, {args.second:g} s after the first", seconds[c])
-        if asks:
-            report("ask --play", asks)
-        print(f"load average at the end: {loadavg()}")
-    finally:
-        subprocess.run(["tmux", "-L", TMUX_SOCKET, "kill-server"], capture_output=True)
-        server.terminate()
-        server.wait()
-        subprocess.run(
-            [str(REPO / "scripts/virtual-audio-stop"), str(audio_dir)], capture_output=True
+            idle = args.idle_cpu if n == args.runs - 1 else 0
+            first, later = tui_run(done, work, env, command, idle, c.resolve(), args.second)
+            tui.append(first)
+            done += 1
+            for name, result in [("first", first), ("second", later)]:
+                if result is not None:
+                    h, u, load = result
+                    print(
+                        f"tui {n} {c} {name}: underruns {u}, correlation "
+                        f"{h.correlation:.5f}, gaps+ {h.extra_gaps}, "
+                        f"length+ {h.length_change_ms:.1f} ms (load {load})",
+                        flush=True,
+                    )
+            if later is not None:
+                seconds[c].append(later)
+    asks = []
+    for n in range(args.ask_runs):
+        asks.append(ask_run(n, work, env, base, question))
+        h, _, load = asks[-1]
+        print(
+            f"ask {n}: correlation {h.correlation:.5f}, gaps+ {h.extra_gaps}"
+            f", length+ {h.length_change_ms:.1f} ms (load {load})",
+            flush=True,
         )
-        if args.keep:
-            print(f"recordings kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    for c, tui in tuis.items():
+        if tui:
+            report(f"tui, {c} (typed message right after connecting)", tui)
+        if seconds[c]:
+            report(f"tui, {c}: the second reply, {args.second:g} s after the first", seconds[c])
+    if asks:
+        report("ask --play", asks)
+    print(f"load average at the end: {loadavg()}")
 
 
 if __name__ == "__main__":

@@ -24,15 +24,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from local_stack import Stack, local_stack
+
 TMUX_SOCKET = f"voicecli-bench-{os.getpid()}"
 SIZE = (120, 40)
 SPEECH = (
@@ -76,19 +75,30 @@ def cpu_seconds(pid: int) -> float:
     return _ticks(Path(f"/proc/{pid}/stat")) / os.sysconf("SC_CLK_TCK")
 
 
-def thread_ticks(pid: int) -> dict[str, int]:
-    """CPU ticks per kind of thread: the interpreter's main thread (UI, engine, the
-    canceller), PulseAudio's client threads, and the rest (PortAudio's callbacks,
+def thread_ticks(pid: int) -> dict[int, tuple[str, int]]:
+    """CPU ticks per thread, with its kind: the interpreter's main thread (UI, engine,
+    the canceller), PulseAudio's client threads, and the rest (PortAudio's callbacks,
     the disk writer, thread pools)."""
-    out = {"main": 0, "pulse": 0, "other": 0}
+    out: dict[int, tuple[str, int]] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             ticks, name = _ticks(task / "stat"), (task / "comm").read_text().strip()
         except OSError:
             continue  # the thread ended
         kind = "main" if task.name == str(pid) else "pulse" if name == "threaded-ml" else "other"
-        out[kind] += ticks
+        out[int(task.name)] = (kind, ticks)
     return out
+
+
+def split_by_kind(
+    before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]]
+) -> dict[str, int]:
+    """Ticks used per kind between two snapshots; a thread that ended meanwhile (a
+    speaker stream stopped while idle) is left out, its last ticks unknown."""
+    used = {"main": 0, "pulse": 0, "other": 0}
+    for tid, (kind, ticks) in after.items():
+        used[kind] += ticks - before.get(tid, (kind, 0))[1]
+    return used
 
 
 def loadavg() -> str:
@@ -102,19 +112,12 @@ def measure(pid: int, seconds: float) -> tuple[float, str, str, str]:
     start_cpu, start, start_threads = cpu_seconds(pid), time.monotonic(), thread_ticks(pid)
     time.sleep(seconds)
     used, wall = cpu_seconds(pid) - start_cpu, time.monotonic() - start
-    end_threads = thread_ticks(pid)
+    used_by_kind = split_by_kind(start_threads, thread_ticks(pid))
     hz = os.sysconf("SC_CLK_TCK")
     split = " ".join(
-        f"{kind} {100 * (end_threads[kind] - start_threads[kind]) / hz / wall:.1f}"
-        for kind in end_threads
+        f"{kind} {100 * ticks / hz / wall:.1f}" for kind, ticks in used_by_kind.items()
     )
     return 100 * used / wall, load_before, loadavg(), split
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def app_pid(shell_pid: int) -> int:
@@ -139,28 +142,21 @@ def main() -> None:
     for tool in ("tmux", "pulseaudio", "paplay", "espeak-ng"):
         if shutil.which(tool) is None:
             sys.exit(f"bench_tui_cpu: {tool} is missing (scripts/_setup.sh installs it)")
-    work = Path(tempfile.mkdtemp(prefix="voicecli-cpu-", dir="/tmp"))
-    audio_dir = work / "audio"
-    subprocess.run(
-        [str(REPO / "scripts/virtual-audio-start"), str(audio_dir)], check=True, capture_output=True
-    )
-    env = dict(os.environ, PULSE_SERVER=f"unix:{audio_dir}/pulse.sock")
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "voicecli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with local_stack("voicecli-cpu-") as stack:
+        run(stack, args.seconds, args.echo_mode)
+
+
+def run(stack: Stack, seconds: float, echo_mode: str) -> None:
+    """Drive the app through the states and print the CPU of each."""
+    work, env = stack.work, stack.env
     speech = work / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(speech), SPEECH], check=True)
     config = work / "config.toml"
     config.write_text(
-        f'[storage]\ndata_dir = "{work / "data"}"\n\n[audio]\necho_mode = "{args.echo_mode}"\n'
+        f'[storage]\ndata_dir = "{work / "data"}"\n\n[audio]\necho_mode = "{echo_mode}"\n'
     )
     command = (
-        f"{sys.executable} -m voicecli --config {config} "
-        f"--url ws://127.0.0.1:{port}/v1/realtime --turn-mode local-vad"
+        f"{sys.executable} -m voicecli --config {config} --url {stack.url} --turn-mode local-vad"
     )
     try:
         tmux(
@@ -174,7 +170,7 @@ def main() -> None:
         results: list[tuple[str, tuple[float, str, str, str]]] = []
 
         def window(name: str) -> None:
-            results.append((name, measure(pid, args.seconds)))
+            results.append((name, measure(pid, seconds)))
             print(f"{name:34s} {results[-1][1][0]:6.2f} %", flush=True)
 
         window("listening, silence (local VAD)")
@@ -219,12 +215,6 @@ def main() -> None:
             print(f"{name:34s} {percent:7.2f}  {split:30s} {before} → {after}")
     finally:
         subprocess.run(["tmux", "-L", TMUX_SOCKET, "kill-server"], capture_output=True)
-        server.terminate()
-        server.wait()
-        subprocess.run(
-            [str(REPO / "scripts/virtual-audio-stop"), str(audio_dir)], capture_output=True
-        )
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
