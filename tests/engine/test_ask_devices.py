@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+import voicecli.audio.device_sink
 import voicecli.audio.devices
-import voicecli.audio.sinks
 import voicecli.audio.sources
 import voicecli.server
 from tests.engine.conftest import make_config
@@ -82,7 +82,7 @@ def test_a_speaker_that_cannot_open_exits_2_with_one_line(
     def broken(*args: Any, **kwargs: Any) -> NullSink:
         raise error
 
-    monkeypatch.setattr(voicecli.audio.sinks, "DeviceSink", broken)
+    monkeypatch.setattr(voicecli.audio.device_sink, "DeviceSink", broken)
     config = make_config("ws://127.0.0.1:9/v1/realtime", tmp_path)
     code = run_ask(config, ask_args(tmp_path, input=str(speech_wav), play=True))
     assert code == 2
@@ -110,7 +110,7 @@ def test_the_speaker_gets_the_configured_latency_and_is_released_when_it_cannot_
         async def close(self) -> None:
             self.closed = True
 
-    monkeypatch.setattr(voicecli.audio.sinks, "DeviceSink", FailingSink)
+    monkeypatch.setattr(voicecli.audio.device_sink, "DeviceSink", FailingSink)
     config = make_config(
         "ws://127.0.0.1:9/v1/realtime",
         tmp_path,

@@ -10,7 +10,7 @@ import pytest
 from textual.widgets import Input
 
 from tests.ui.test_pilot import SIZE, connected, make_app, make_config, received, until
-from voicecli.audio import devices, sinks
+from voicecli.audio import device_sink, devices
 from voicecli.compose import ui_audio
 from voicecli.config import DEFAULT_KEYS, ConfigError
 from voicecli.engine import Engine
@@ -127,7 +127,7 @@ async def test_no_default_device_gives_text_mode_and_the_speaker_gets_the_latenc
         return None
 
     monkeypatch.setattr(devices, "find_device", first_device)
-    monkeypatch.setattr(sinks, "DeviceSink", BrokenSink)
+    monkeypatch.setattr(device_sink, "DeviceSink", BrokenSink)
     config = make_config(server, tmp_path, audio={"output_latency": 0.35, "input_device": "usb"})
     source, sink, notices = ui_audio(config)
     assert source is None and sink is None
