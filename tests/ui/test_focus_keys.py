@@ -8,6 +8,7 @@ from textual.widgets import Footer, Input, Static, TextArea
 from textual.widgets._footer import FooterKey
 
 from tests.ui.fakes import FakeEngine, mid_conversation
+from tests.ui.test_pilot import until
 from voicecli.ui.app import VoiceApp
 from voicecli.ui.screens.session_editor import SessionEditor
 from voicecli.ui.screens.text_input import TextInputScreen
@@ -32,9 +33,8 @@ async def test_letters_typed_in_the_same_burst_as_t_go_into_the_message() -> Non
         # one burst, as a fast typist or a paste delivers it: no pause between keys
         for char in "tsmv":
             app.post_message(events.Key(char, char))
-        await pilot.pause(0.2)
-        assert isinstance(app.screen, TextInputScreen)
-        assert app.screen.query_one(Input).value == "smv"
+        await until(pilot, lambda: isinstance(app.screen, TextInputScreen))
+        await until(pilot, lambda: app.screen.query_one(Input).value == "smv")
         assert not called(engine) & {"toggle_mute", "cycle_turn_mode"}
         await pilot.press("enter")
         await pilot.pause()

@@ -12,6 +12,7 @@ from typing import Any
 from textual.pilot import Pilot
 
 from tests.ui.fakes import FakeEngine, FakeItem
+from tests.ui.test_pilot import until
 from voicecli.ui.app import VoiceApp
 from voicecli.ui.widgets.transcript import NEW_MARKER, TranscriptView
 
@@ -75,8 +76,7 @@ async def test_scrolling_up_stops_following_and_marks_new_lines() -> None:
         assert NEW_MARKER.strip() in view.render_line(view.size.height - 1).text
 
         await pilot.press("end")
-        await pilot.pause(0.3)  # End scrolls with a short animation
-        assert view.following and not view.unseen
+        await until(pilot, lambda: view.following and not view.unseen)  # End animates
         assert NEW_MARKER.strip() not in bottom_text(view)
         await add_turns(pilot, engine, 12, 1)
         assert view.scroll_offset.y == view.max_scroll_y
