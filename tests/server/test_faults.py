@@ -96,6 +96,31 @@ async def test_expiry_can_be_shortened_live(server: RealtimeServer, client: Clie
     assert (await client.error())["code"] == "session_expired"
 
 
+async def test_an_idle_session_does_not_poll_its_expiry(
+    server: RealtimeServer, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the watchdog sleeps until the limit or a switch change (it polled at 20 Hz: the
+    # in-process server of `voicecli --local` woke the app's loop 20 times a second)
+    import voicecli.server.connection as connection
+
+    reads: list[float] = []
+
+    class CountingClock:
+        def __getattr__(self, name: str) -> object:
+            return getattr(time, name)
+
+        def monotonic(self) -> float:
+            reads.append(time.monotonic())
+            return reads[-1]
+
+    monkeypatch.setattr(connection, "time", CountingClock())
+    server.faults.expire_after_s = 3600.0  # wakes the watchdog once, with the new clock
+    await asyncio.sleep(0.5)
+    assert len(reads) <= 2
+    server.faults.expire_after_s = 0.0  # and a change still ends the session at once
+    assert (await client.error())["code"] == "session_expired"
+
+
 async def test_refuse_connections(server: RealtimeServer) -> None:
     server.faults.refuse_connections = 2
     for _ in range(2):

@@ -22,6 +22,7 @@ import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from voicecli import aio
 from voicecli.server.envelope import check_envelope, parse_frame
 from voicecli.server.errors import ProtocolError, invalid_type, invalid_value, missing_parameter
 from voicecli.server.faults import Faults
@@ -174,13 +175,28 @@ class RealtimeSession:
         "Your session hit the maximum duration of 60 minutes." (the close alone with
         :attr:`Faults.expire_without_error`; both forms are in
         ``/work/shared/realtime-protocol.md``)."""
-        while True:
-            limit = self.faults.expire_after_s
-            limit = SESSION_LIFETIME_S if limit is None else limit
-            remaining = self.started + limit - time.monotonic()
-            if remaining <= 0:
-                break
-            await asyncio.sleep(min(remaining, 0.05))
+        # sleeps until the limit, woken early only when a test changes the switches
+        loop = asyncio.get_running_loop()
+        switched = asyncio.Event()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                loop.call_soon_threadsafe(switched.set)
+
+        unwatch = self.faults.watch(wake)
+        try:
+            while True:
+                limit = self.faults.expire_after_s
+                limit = SESSION_LIFETIME_S if limit is None else limit
+                remaining = self.started + limit - time.monotonic()
+                if remaining <= 0:
+                    break
+                switched.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with aio.timeout(remaining):
+                        await switched.wait()
+        finally:
+            unwatch()
         with contextlib.suppress(ConnectionClosed):
             if not self.faults.expire_without_error:
                 await self.send_error(ProtocolError("session_expired", EXPIRY_TEXT), None)

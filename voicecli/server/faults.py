@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 #: The kinds of malformed frame :attr:`Faults.malformed_before_reply` can send.
 MALFORMED_KINDS = ("text", "binary", "unknown_type", "missing_fields")
@@ -55,6 +57,23 @@ class Faults:
     #: Emulation, not a fault: a user audio turn (the server cannot transcribe it) calls
     #: the first declared function tool (see :mod:`voicecli.server.tools`).
     call_tools_on_audio: bool = False
+
+    _watchers: list[Callable[[], None]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if not name.startswith("_"):
+            for watcher in list(getattr(self, "_watchers", ())):
+                watcher()
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` after any switch is set (from any thread); returns the
+        function that stops watching. Lets a session wait for a switch instead of
+        polling it."""
+        self._watchers.append(callback)
+        return lambda: self._watchers.remove(callback)
 
     def take_stall(self) -> float:
         """Return the pending stall duration and clear it."""
