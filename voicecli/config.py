@@ -7,7 +7,6 @@ expected. The API key is never part of a :class:`Config`: :mod:`voicecli.secrets
 resolves it when a connection needs it.
 """
 
-
 from __future__ import annotations
 
 import dataclasses

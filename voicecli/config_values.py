@@ -3,7 +3,6 @@ dataclasses, each value coerced to its field's type with one-line errors, unknow
 with a suggestion, key bindings.
 """
 
-
 from __future__ import annotations
 
 import dataclasses

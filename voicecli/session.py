@@ -294,8 +294,8 @@ class SessionModel:
         self._base = deep_merge(self._base, wanted)
         if transcription is not _UNSET and transcription != self.transcription:
             self._base["audio"]["input"]["transcription"] = transcription
-            update.setdefault("audio", {}).setdefault("input", {})["transcription"] = (
-                copy.deepcopy(transcription)
+            update.setdefault("audio", {}).setdefault("input", {})["transcription"] = copy.deepcopy(
+                transcription
             )
         if tools is not None and list(tools) != self._tools:
             update.update(self.set_tools(tools))

@@ -34,6 +34,8 @@ SELECT_FIELDS = {
     "eagerness": EAGERNESS,
     "noise_reduction": NOISE,
 }
+
+
 def _get(mapping: Mapping[str, Any] | None, *path: str) -> Any:
     cur: Any = mapping
     for key in path:

@@ -5,7 +5,6 @@ command line; :mod:`voicecli.config_values` checks and converts each value. The 
 is never part of a :class:`Config`: :mod:`voicecli.secrets` resolves it.
 """
 
-
 from __future__ import annotations
 
 import dataclasses
@@ -293,9 +292,7 @@ class Config:
     """``[profiles.NAME]``: named session overrides (``[session]`` keys), validated."""
     storage: StorageConfig = field(default_factory=StorageConfig)
     """``[storage]``."""
-    mcp_servers: Mapping[str, McpServer] = field(
-        default_factory=lambda: types.MappingProxyType({})
-    )
+    mcp_servers: Mapping[str, McpServer] = field(default_factory=lambda: types.MappingProxyType({}))
     """``[mcp_servers.NAME]``: MCP servers whose tools the model may call (toolconfig)."""
     files: tuple[Path, ...] = ()
     """The config files that were read, lowest precedence first."""

@@ -58,7 +58,6 @@ def echo_path(gain: float = ECHO_GAIN) -> Iterator[None]:
         subprocess.run(["pactl", "unload-module", module], check=False, timeout=10)
 
 
-
 def converse(
     proc: subprocess.Popen[str],
     transcript: Path,
@@ -87,6 +86,7 @@ def converse(
         ) from None
     assert proc.returncode == 0, stderr
     return [e["type"] for e in events(transcript) if e["direction"] == "sent"], stdout, stderr
+
 
 def ask_over_echo(
     tmp_path: Path, audio_config: str, interrupt_after_s: float | None

@@ -19,9 +19,7 @@ ConfigFor = Callable[..., Config]
 async def test_silent_mic_blocks_do_not_wake_the_sender(
     server: RealtimeServer, config_for: ConfigFor, recorder: Recorder
 ) -> None:
-    engine = Engine(
-        config_for(server, turn_mode="local-vad"), source=NullSource(), sink=NullSink()
-    )
+    engine = Engine(config_for(server, turn_mode="local-vad"), source=NullSource(), sink=NullSink())
     engine.subscribe(recorder)
     task = await started(engine)
     await asyncio.sleep(0.3)  # the session's own traffic settles
