@@ -26,7 +26,6 @@ import contextlib
 import logging
 import random
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -216,7 +215,6 @@ class Engine:
             log_dir=config.data_dir / "mcp",
         )
         self._tools_ready = asyncio.Event()
-        self._rotate_timer: asyncio.TimerHandle | None = None
         self._outcomes = Outcomes(
             self.conversation,
             self._journal,
@@ -280,8 +278,7 @@ class Engine:
             await self._supervisor.run()
         finally:
             self._microphone.stop()
-            if self._rotate_timer is not None:
-                self._rotate_timer.cancel()
+            self._supervisor.cancel_expiry_check()
             await run_to_end(
                 lambda: reap([mic_task], grace=STOP_GRACE_S),
                 lambda: reap([tools_task]),
@@ -458,7 +455,9 @@ class Engine:
             self._set_status(response="generating")
         elif isinstance(note, ResponseDone):
             self._on_response_done(note)
-            after.append(lambda: self._log_response(note))
+            after.append(
+                lambda: self._journal.response_done(note, self._playback.unsettled_items())
+            )
         elif isinstance(note, SpeechStarted):
             self._set_status(vad="speech")
             self._barge_in(server_cancels=server_interrupts(self.conversation.session))
@@ -473,7 +472,11 @@ class Engine:
             self._mic.turns.server_cleared()
         elif isinstance(note, ItemAdded):
             self._outbox.confirm("conversation.item.create", note.item_id)
-            after.append(lambda: self._on_item_added(note.item_id))
+            after.append(
+                lambda: self._journal.item_added(
+                    note.item_id, transcribed=server_transcribes(self.conversation.session)
+                )
+            )
         elif isinstance(note, (TranscriptDone, TranscriptFailed)):
             if isinstance(note, TranscriptDone) and note.usage is not None:
                 model = (self.session.transcription or {}).get("model")
@@ -491,22 +494,14 @@ class Engine:
             if not note.created:
                 self._on_session_updated(note.session)
             self._set_status(expires_at=self.conversation.expires_at)
-            self._schedule_rotation()
+            # an idle session has no response ending to trigger the check: a timer does
+            self._supervisor.check_expiry_at(
+                self.conversation.expires_at, self._rotate_margin_s, self._maybe_rotate
+            )
         self._publish(note)
         for step in after:
             step()
         self._outbox_ready.set()
-
-    def _on_item_added(self, item_id: str) -> None:
-        item = self.conversation.item(item_id)
-        # a typed message is final at once; spoken input is when its transcript is
-        # (or at once, when transcription is off and no transcript will come)
-        if item is not None and item.type == "function_call_output":
-            self._journal.log(item.id)
-        elif item is not None and item.role == "user":
-            typed = any(p.type == "input_text" for p in item.parts)
-            if typed or not server_transcribes(self.conversation.session):
-                self._journal.log(item.id)
 
     def _on_session_updated(self, session: Mapping[str, Any]) -> None:
         if self._updates:
@@ -533,19 +528,6 @@ class Engine:
             self._set_status(response="idle")
         self._outcomes.response_done(note)  # why it failed; answers that came as text
         self._maybe_rotate()
-
-    def _log_response(self, note: ResponseDone) -> None:
-        """The response's items are final unless they still play or wait for their
-        truncation; those are logged once that settles."""
-        playing = self._playback.playing_items() if self._playback.is_playing else set()
-        unsettled = self._playback.truncating_items() | playing
-        for item in self.conversation.items:
-            if item.response_id != note.response_id:
-                continue
-            if item.id in unsettled:
-                self._journal.defer(item.id, note)
-            else:
-                self._journal.log(item.id, note)
 
     def _on_server_error(self, note: ServerError) -> bool:
         """Undo what the error refused; True when it needs no showing (a harmless race).
@@ -589,18 +571,6 @@ class Engine:
         self._maybe_rotate()
 
     # -- rotation --------------------------------------------------------------------
-
-    def _schedule_rotation(self) -> None:
-        """Check for a rotation when the margin before expiry begins (an idle session
-        has no response ending to trigger the check)."""
-        expires = self.conversation.expires_at
-        if self._rotate_timer is not None:
-            self._rotate_timer.cancel()
-            self._rotate_timer = None
-        if expires is None:
-            return
-        delay = max(0.0, expires - self._rotate_margin_s - time.time())
-        self._rotate_timer = asyncio.get_running_loop().call_later(delay, self._maybe_rotate)
 
     def _maybe_rotate(self) -> None:
         """Reconnect proactively before the session expires, at a quiet moment."""

@@ -132,6 +132,30 @@ class Journal:
 
     # -- turns ---------------------------------------------------------------------------
 
+    def item_added(self, item_id: str, *, transcribed: bool) -> None:
+        """A new item: log it now if it is final already (a typed message, a tool's
+        output, spoken input when no transcript will come: ``transcribed`` False)."""
+        item = self._conversation.item(item_id)
+        if item is None:
+            return
+        if item.type == "function_call_output":
+            self.log(item.id)
+        elif item.role == "user":
+            typed = any(p.type == "input_text" for p in item.parts)
+            if typed or not transcribed:
+                self.log(item.id)
+
+    def response_done(self, done: ResponseDone, unsettled: set[str]) -> None:
+        """Log the response's items; those in ``unsettled`` (still playing, or waiting
+        for their truncation) wait for :meth:`flush_settled`."""
+        for item in self._conversation.items:
+            if item.response_id != done.response_id:
+                continue
+            if item.id in unsettled:
+                self.defer(item.id, done)
+            else:
+                self.log(item.id, done)
+
     def defer(self, item_id: str, done: ResponseDone) -> None:
         """An assistant turn whose response is done but which still plays (or waits for
         its truncation): logged by :meth:`flush_settled`."""

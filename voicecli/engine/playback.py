@@ -166,6 +166,11 @@ class PlaybackTracker:
         """Items whose truncation is pending (their turn is not final yet)."""
         return set(self._pending_truncates.values())
 
+    def unsettled_items(self) -> set[str]:
+        """Items whose turn is not final yet: still playing, or being truncated."""
+        playing = self.playing_items() if self.is_playing else set()
+        return self.truncating_items() | playing
+
     # -- from the protocol -----------------------------------------------------------------
 
     def on_audio(self, note: AudioDelta) -> None:

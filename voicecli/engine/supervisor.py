@@ -74,6 +74,7 @@ class Supervisor:
         self.failed = False
         self._retry_now = asyncio.Event()
         self._stay_offline = False
+        self._expiry_timer: asyncio.TimerHandle | None = None
 
     def _state(self, state: ConnectionState, detail: str) -> None:
         self._set_connection(state, detail)
@@ -98,6 +99,24 @@ class Supervisor:
 
     def close(self) -> None:
         self.closing.set()
+        self.cancel_expiry_check()
+
+    def check_expiry_at(
+        self, expires_at: float | None, margin_s: float, check: Callable[[], None]
+    ) -> None:
+        """Call ``check`` when the ``margin_s`` before ``expires_at`` begins (replaces
+        the previous timer; None: no timer)."""
+        self.cancel_expiry_check()
+        if expires_at is None:
+            return
+        delay = max(0.0, expires_at - margin_s - time.time())
+        self._expiry_timer = asyncio.get_running_loop().call_later(delay, check)
+
+    def cancel_expiry_check(self) -> None:
+        """Drop the timer :meth:`check_expiry_at` set (the engine stops)."""
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
 
     def expiring(self, expires_at: float | None, margin_s: float, quiet: bool) -> bool:
         """Rotate now when the session ends within ``margin_s`` and nothing is going on;
