@@ -275,3 +275,22 @@ def test_with_a_canceller_a_kept_voice_below_the_threshold_is_not_learned() -> N
     for k in range(50):
         without.user_speaking(_noise_block(-47.0, k), -15.0)
     assert without.coupling_db > -40.0  # the level test alone learns it as echo
+
+
+def test_learning_until_the_window_was_learned_once_and_again_after_relearn() -> None:
+    """``learning`` (shown in the status bar while a reply plays): the guard still holds
+    its safe initial coupling."""
+    guard = EchoGuard("guard", learn_ms=1000, min_coupling_db=-40.0, cancelled_db=10.0)
+    assert guard.learning
+    for k in range(25):  # 0.5 s of echo the canceller removed
+        guard.user_speaking(_noise_block(-75.0, k), -15.0, removed_db=50.0)
+    assert guard.learning
+    for k in range(20):  # silence plays: nothing to learn from
+        guard.user_speaking(_noise_block(-75.0, k), None)
+    assert guard.learning
+    for k in range(25):  # the second half
+        guard.user_speaking(_noise_block(-75.0, k), -15.0, removed_db=50.0)
+    assert not guard.learning
+    guard.relearn()  # the far end jumped: the canceller must find the echo again
+    assert guard.learning
+    assert not EchoGuard("half-duplex").learning and not EchoGuard("off").learning

@@ -263,6 +263,24 @@ def test_re_anchoring_makes_the_residual_check_safe_again(tmp_path: Path) -> Non
     assert pipeline.echo.coupling_db == 0.0
 
 
+def test_the_pipeline_says_while_a_reply_plays_that_the_check_still_learns(
+    tmp_path: Path,
+) -> None:
+    """``echo_learning`` (the status bar's "(learning)"): only while playing, until the
+    check has learned the echo, and again after a re-anchoring."""
+    from tests.engine.conftest import make_config
+
+    pipeline = MicPipeline(make_config("ws://x", tmp_path, audio={"echo_mode": "aec"}), "local-vad")
+    quiet = to_int16(np.random.default_rng(2).standard_normal(BLOCK) * 10)
+    assert not pipeline.feed(quiet, playing=False, playback_dbfs=None).echo_learning
+    stub = _StubCanceller(np.zeros(80 * BLOCK, np.int16))
+    pipeline.canceller = stub  # type: ignore[assignment]
+    steps = [pipeline.feed(quiet, playing=True, playback_dbfs=-15.0) for _ in range(60)]
+    assert steps[0].echo_learning and not steps[-1].echo_learning  # learned within 1.2 s
+    stub.jump = True
+    assert pipeline.feed(quiet, playing=True, playback_dbfs=-15.0).echo_learning
+
+
 def test_the_barge_in_says_how_long_ago_the_voice_began(tmp_path: Path) -> None:
     """The endpointer is sure of speech only after ~90 ms of it (and a held start
     later still): the barge-in carries that delay, so the truncate can report what

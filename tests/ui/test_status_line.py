@@ -25,3 +25,9 @@ def test_the_echo_mode_in_force_is_shown() -> None:
     assert "echo aec" in line(EngineStatus(connection="connected", echo_mode="aec"))
     assert "echo guard" in line(EngineStatus(connection="connected", echo_mode="guard"))
     assert "echo" not in line(EngineStatus(connection="connected"))
+
+
+def test_a_reply_playing_while_the_echo_check_learns_is_marked() -> None:
+    learning = EngineStatus(connection="connected", echo_mode="aec", echo_learning=True)
+    assert "echo aec (learning)" in line(learning)
+    assert "learning" not in line(EngineStatus(connection="connected", echo_mode="aec"))

@@ -82,6 +82,7 @@ class EchoGuard:
         self._buckets = [coupling_db] * _BUCKETS  # the initial value fills the window
         self._bucket = 0
         self._bucket_fill = 0
+        self._learned = 0  # mic samples judged echo since the start (or a relearn)
         self.reset()
 
     def reset(self) -> None:
@@ -95,6 +96,14 @@ class EchoGuard:
         over ``learn_ms`` (the echo path changed)."""
         self._buckets = [self.initial_coupling_db] * _BUCKETS
         self._bucket_fill = 0
+        self._learned = 0
+
+    @property
+    def learning(self) -> bool:
+        """Guard mode has not yet learned the echo path from ``learn_ms`` of echo (since
+        the start, or the last :meth:`relearn`): until then it keeps the safe initial
+        coupling, and only a voice that much louder than the playback counts."""
+        return self.mode == "guard" and self._learned < self.learn_ms * SAMPLE_RATE // 1000
 
     @property
     def coupling_db(self) -> float:
@@ -116,6 +125,7 @@ class EchoGuard:
         """One block judged echo: ``d`` (mic dB - playback peak dB) enters the window,
         at most ``rise_db_per_s`` above the current coupling."""
         d = min(d, self.coupling_db + self.rise_db_per_s * samples / SAMPLE_RATE)
+        self._learned += samples
         buckets, b = self._buckets, self._bucket
         if d > buckets[b]:
             buckets[b] = d

@@ -85,6 +85,9 @@ class MicStep:
     """The echo canceller failed with this block: one line (now on the echo guard)."""
     echo_ok: bool = True
     """The echo handling let this block count as the user's (benchmarks read it)."""
+    echo_learning: bool = False
+    """Playing while the echo check still learns the echo path: only a voice clearly
+    louder than the playback interrupts yet (the status bar says so)."""
 
 
 class MicPipeline:
@@ -200,6 +203,7 @@ class MicPipeline:
                 (self._passed + 1 if echo_ok else 0),
             )
         step.echo_ok = echo_ok
+        step.echo_learning = playing and self.echo.learning
         if tc.muted:
             return step
         step.level = max(0.0, min(1.0, (dbfs + 60.0) / 60.0))

@@ -177,6 +177,8 @@ class Microphone:
             self._bus.set(echo_mode=self._pipeline.echo_mode)
         if step.vad is not None:
             self._bus.set(vad=step.vad)
+        if step.echo_learning != self._bus.status.echo_learning:  # a comparison per block
+            self._bus.set(echo_learning=step.echo_learning)
         if step.turn_ended:
             playback.mark_speech_end()
         self._do(step.actions)

@@ -67,3 +67,7 @@ class EngineStatus:
     """Mic audio dropped because the socket stalled longer than ``max_backlog_s``."""
     echo_mode: str = ""
     """The echo handling in force: ``aec``, ``guard``, ``half-duplex`` or ``off``."""
+    echo_learning: bool = False
+    """A reply plays while the echo check still learns the echo path (the first second
+    of the first reply with ``aec``, two with ``guard``): only a voice clearly louder
+    than the playback interrupts yet."""

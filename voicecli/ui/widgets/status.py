@@ -96,7 +96,10 @@ def status_parts(
     )
     if status.echo_mode:  # which echo handling is in force (aec, guard, half-duplex, off)
         echo_style = "bold" if status.echo_mode == "aec" else ""
-        first.append(_part(5, ("echo ", ""), (status.echo_mode, echo_style)))
+        echo = [("echo ", ""), (status.echo_mode, echo_style)]
+        if status.echo_learning:  # only a voice louder than the reply interrupts yet
+            echo.append((" (learning)", "yellow"))
+        first.append(_part(5, *echo))
     # the answer to the last key comes first: it must stay visible in a narrow
     # terminal and to the left of the notification toasts
     second = [_part(0, (ack, "bold"))] if ack else []
