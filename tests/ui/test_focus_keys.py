@@ -111,3 +111,24 @@ async def test_session_editor_says_why_vad_fields_are_greyed_out() -> None:
         reason = str(editor.query_one("#td-reason", Static).render())
         assert "eagerness" in reason and "semantic_vad" in reason  # the session is server_vad
         assert editor.query_one("#f-eagerness").disabled
+
+
+async def test_session_editor_fits_a_small_terminal_and_follows_a_resize() -> None:
+    app, engine = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("s")
+        await pilot.pause()
+        editor = app.screen
+        assert isinstance(editor, SessionEditor)
+        box = editor.query_one("#editor").region
+        assert box.right <= 80 and box.bottom <= 24  # was 116x38, half of it off screen
+        assert not editor.query_one("#effective-pane").display
+        assert editor.query_one("#f-instructions", TextArea).has_focus
+        await pilot.press(*"Hi. ")
+        await pilot.press("ctrl+s")  # applies from the keyboard, wherever the buttons are
+        await pilot.pause()
+        assert dict(engine.calls)["update_session"]["instructions"].startswith("Hi. ")
+        await pilot.resize_terminal(120, 40)
+        await until(pilot, lambda: bool(editor.query_one("#effective-pane").display))
+        assert editor.query_one("#editor").region.width == 116

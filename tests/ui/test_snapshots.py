@@ -50,6 +50,19 @@ def test_session_editor(snap_compare: Any) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=open_editor)
 
 
+def test_session_editor_80x24(snap_compare: Any) -> None:
+    """A small terminal: the editor fits it (the form scrolls) and leaves out the
+    server's effective session."""
+    app, _ = scripted_app()
+
+    async def open_editor(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("s")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_editor)
+
+
 def test_event_log(snap_compare: Any) -> None:
     app, engine = scripted_app()
     events: list[tuple[str, dict[str, Any]]] = [

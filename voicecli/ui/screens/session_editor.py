@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -56,13 +57,25 @@ LABELS = {
 }
 
 
+NARROW_WIDTH = 100
+"""Below this many columns the editor shows the form alone (the server's effective
+session beside it would be a sliver)."""
+
+
 class SessionEditor(ModalScreen[None]):
-    """Edit the session; ``apply(changes) -> event_id`` sends one ``session.update``."""
+    """Edit the session; ``apply(changes) -> event_id`` sends one ``session.update``.
+    It fits the terminal: smaller ones scroll the form, narrow ones leave out the
+    effective session."""
 
     DEFAULT_CSS = """
     SessionEditor { align: center middle; }
-    SessionEditor > #editor { width: 116; height: 38; background: $panel; border: round $accent; }
+    SessionEditor > #editor {
+        width: 116; height: 38; max-width: 100%; max-height: 100%;
+        background: $panel; border: round $accent;
+    }
     SessionEditor #form { width: 64; padding: 0 1; }
+    SessionEditor.-narrow #form { width: 1fr; }
+    SessionEditor.-narrow #effective-pane { display: none; }
     SessionEditor #effective-pane { width: 1fr; padding: 0 1; border-left: solid $primary; }
     SessionEditor .row { height: auto; }
     SessionEditor .row Label.name { width: 22; padding-top: 1; }
@@ -160,10 +173,14 @@ class SessionEditor(ModalScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.set_class(self.size.width < NARROW_WIDTH, "-narrow")
         self.query_one("#f-voice", Select).disabled = self.voice_locked
         self._sync_td_fields()
         first = "#profile" if self.profiles else "#f-instructions"
         self.query_one(first).focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < NARROW_WIDTH, "-narrow")
 
     def _effective_text(self) -> Text:
         if not self.session:
