@@ -46,3 +46,15 @@ async def test_rebound_keys_are_named_in_the_hint() -> None:
         await pilot.pause()
         line = first_line(app)
         assert line.startswith("press f5 to talk") and "f6: type" in line
+
+
+async def test_the_no_key_screen_fits_a_narrow_terminal() -> None:
+    from textual.containers import Vertical
+
+    from voicecli.ui.screens.nokey import NoKeyApp
+
+    app = NoKeyApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        await pilot.pause()
+        box = app.screen.query_one(Vertical).region
+        assert box.x >= 0 and box.right <= 60  # was 80 wide whatever the terminal

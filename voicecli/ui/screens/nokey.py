@@ -33,7 +33,10 @@ class NoKeyScreen(Screen[int]):
 
     DEFAULT_CSS = """
     NoKeyScreen { align: center middle; }
-    NoKeyScreen Vertical { width: 80; height: auto; border: round $error; padding: 1 2; }
+    NoKeyScreen Vertical {
+        width: 80; max-width: 100%; height: auto; max-height: 100%;
+        border: round $error; padding: 1 2;
+    }
     """
     BINDINGS = [
         Binding("q", "quit_no_key", "Quit", id="quit"),
