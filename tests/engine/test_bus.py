@@ -72,3 +72,25 @@ def test_levels_are_published_at_most_every_interval(clock: Clock) -> None:
         bus.set_level((k % 2) * 0.5 + 0.25)
         clock.now += 0.02
     assert len(levels(notes)) <= 1 / LEVEL_INTERVAL_S + 1
+
+
+def test_setting_what_the_status_already_says_builds_nothing_and_publishes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The mic loop sets fields on every block: values that hold must cost comparisons,
+    not a new status (a dataclasses.replace of ~25 fields) per block."""
+    built: list[object] = []
+    real_replace = bus_module.replace
+
+    def counting_replace(obj: EngineStatus, **changes: object) -> EngineStatus:
+        built.append(changes)
+        return real_replace(obj, **changes)
+
+    monkeypatch.setattr(bus_module, "replace", counting_replace)
+    bus, notes = StatusBus(EngineStatus(overflows=2)), []
+    bus.subscribe(notes.append)
+    for _ in range(50):
+        bus.set(overflows=2, echo_learning=False)
+    assert not built and not notes
+    bus.set(overflows=3, echo_learning=False)
+    assert bus.status.overflows == 3 and len(notes) == 1 and len(built) == 1

@@ -54,11 +54,12 @@ class StatusBus:
                 log.exception("subscriber failed on %s", type(note).__name__)
 
     def set(self, **changes: Any) -> None:
-        """Change status fields; publishes when anything changed."""
-        new = replace(self.status, **changes)
-        if new == self.status:
+        """Change status fields; publishes when anything changed. Called on every mic
+        block, so values that hold cost comparisons, not a new status."""
+        status = self.status
+        if all(getattr(status, name) == value for name, value in changes.items()):
             return
-        self.status = new
+        self.status = replace(status, **changes)
         self._publish_status()
 
     def set_level(self, level: float) -> None:

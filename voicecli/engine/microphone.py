@@ -101,9 +101,7 @@ class Microphone:
                             self.outbox_drained.clear()
                             await self.outbox_drained.wait()
                         self._on_block(block)
-                        overflows = int(getattr(source, "overflows", 0))
-                        if overflows != bus.status.overflows:
-                            bus.set(overflows=overflows)
+                        bus.set(overflows=int(getattr(source, "overflows", 0)))
                 finally:
                     # a pause or resume under way ends before the stream closes for good
                     left.set()
@@ -177,8 +175,7 @@ class Microphone:
             self._bus.set(echo_mode=self._pipeline.echo_mode)
         if step.vad is not None:
             self._bus.set(vad=step.vad)
-        if step.echo_learning != self._bus.status.echo_learning:  # a comparison per block
-            self._bus.set(echo_learning=step.echo_learning)
+        self._bus.set(echo_learning=step.echo_learning)
         if step.turn_ended:
             playback.mark_speech_end()
         self._do(step.actions)
